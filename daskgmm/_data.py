@@ -1,0 +1,186 @@
+"""The input boundary: numpy, dask and Zarr data become one row-chunked dask array.
+
+Validation that needs no pass over the data happens here (type, shape,
+dtype, Zarr chunk completeness); finiteness is checked inside the passes,
+where it costs nothing on good data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+
+DEFAULT_CHUNK_BYTES = 32 * 2**20
+
+
+class MissingChunksError(ValueError):
+    """A Zarr array has chunks that were never written."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated input: a float dask array chunked by rows only.
+
+    Attributes
+    ----------
+    array : dask.array.Array
+        Shape (n_samples, n_features); one chunk spans all columns.
+    in_memory : bool
+        The data came as a numpy array (and results go back as numpy).
+    """
+
+    array: da.Array
+    in_memory: bool
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def row_offsets(self) -> np.ndarray:
+        """First row of each chunk, and the total, shape (n_chunks + 1,)."""
+        return np.concatenate([[0], np.cumsum(self.array.chunks[0])])
+
+
+def rows_per_chunk(n_features: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Rows of float64 that fill ``chunk_bytes``."""
+    return max(1, chunk_bytes // (8 * max(n_features, 1)))
+
+
+def open_zarr_array(path: str | os.PathLike, name: str | None = None, **storage_options: Any):
+    """Open a Zarr array by path or URL, optionally an array ``name`` inside a group.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing is stored at ``path``.
+    KeyError
+        ``name`` is not an array in the group, or a group holds several
+        arrays and no ``name`` was given.
+    """
+    kwargs = {"storage_options": storage_options} if storage_options else {}
+    try:
+        node = zarr.open(store=str(path), mode="r", **kwargs)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No Zarr array or group at {str(path)!r}.") from None
+    if isinstance(node, zarr.Array):
+        if name is not None:
+            raise KeyError(f"{str(path)!r} is a Zarr array, not a group; it has no member {name!r}.")
+        return node
+    arrays = sorted(key for key, _ in node.arrays())
+    if name is None:
+        if len(arrays) == 1:
+            return node[arrays[0]]
+        raise KeyError(
+            f"The Zarr group {str(path)!r} holds {len(arrays)} arrays {arrays}; "
+            "name the one to use."
+        )
+    if name not in arrays:
+        raise KeyError(f"No array {name!r} in the Zarr group {str(path)!r}; it holds {arrays}.")
+    return node[name]
+
+
+def check_zarr_complete(array: zarr.Array, allow_missing_chunks: bool = False) -> None:
+    """Refuse a Zarr array with chunks that were never written.
+
+    Zarr reads a missing chunk as its fill value without any error, which
+    would be clustered as real rows.
+    """
+    if allow_missing_chunks:
+        return
+    missing = array.nchunks - array.nchunks_initialized
+    if missing > 0:
+        raise MissingChunksError(
+            f"The Zarr array {array.store_path} has {missing} of {array.nchunks} chunks "
+            "missing (never written); zarr would read them as the fill value "
+            f"{array.fill_value!r}. Pass allow_missing_chunks=True if the writer skipped "
+            "chunks that were all fill value on purpose."
+        )
+
+
+def _check_dtype(dtype: np.dtype, what: str) -> None:
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
+            or np.issubdtype(dtype, np.bool_)):
+        raise ValueError(
+            f"{what} has dtype {dtype}; daskgmm needs real numbers (a float or integer dtype)."
+        )
+
+
+def _check_shape(shape: tuple[int, ...], what: str) -> None:
+    if len(shape) != 2:
+        raise ValueError(
+            f"Expected a 2D array of shape (n_samples, n_features); {what} has "
+            f"{len(shape)} dimension(s), shape {shape}. Reshape your data with "
+            "X.reshape(-1, 1) if it has a single feature."
+        )
+    if shape[0] == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={shape}) while a minimum of 1 is required.")
+    if shape[1] == 0:
+        raise ValueError(f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 is required.")
+
+
+def as_dataset(
+    X: Any,
+    chunk_size: int | str = "auto",
+    name: str | None = None,
+    allow_missing_chunks: bool = False,
+) -> Dataset:
+    """Normalise an input to a row-chunked float dask array.
+
+    Parameters
+    ----------
+    X : ndarray, dask.array.Array, zarr.Array, str or os.PathLike
+        The data. A string or path is opened as a Zarr array (or the array
+        ``name`` of a Zarr group).
+    chunk_size : int or 'auto'
+        Rows per chunk for numpy input ('auto': about 32 MiB of float64).
+    name : str, optional
+        The array inside a Zarr group, for path input.
+    allow_missing_chunks : bool
+        Read never-written Zarr chunks as the fill value instead of refusing.
+
+    Returns
+    -------
+    Dataset
+    """
+    if isinstance(X, (str, os.PathLike)):
+        X = open_zarr_array(X, name)
+    if isinstance(X, zarr.Array):
+        _check_shape(X.shape, "the Zarr array")
+        _check_dtype(X.dtype, "the Zarr array")
+        check_zarr_complete(X, allow_missing_chunks)
+        array = da.from_zarr(X)
+        return Dataset(_rows_only(_as_float(array)), in_memory=False)
+    if isinstance(X, da.Array):
+        _check_shape(X.shape, "the dask array")
+        if any(np.isnan(c).any() for c in X.chunks):
+            raise ValueError("The dask array has unknown chunk sizes; call X.compute_chunk_sizes() first.")
+        _check_dtype(X.dtype, "the dask array")
+        return Dataset(_rows_only(_as_float(X)), in_memory=False)
+    array = np.asarray(X)
+    _check_shape(array.shape, "the array")
+    _check_dtype(array.dtype, "the array")
+    rows = rows_per_chunk(array.shape[1]) if chunk_size == "auto" else int(chunk_size)
+    return Dataset(_as_float(da.from_array(array, chunks=(rows, -1))), in_memory=True)
+
+
+def _as_float(array: da.Array) -> da.Array:
+    if np.issubdtype(array.dtype, np.floating):
+        return array
+    return array.astype(np.float64)
+
+
+def _rows_only(array: da.Array) -> da.Array:
+    """All columns in one chunk: the kernels need whole rows."""
+    if len(array.chunks[1]) == 1:
+        return array
+    return array.rechunk({0: array.chunks[0], 1: -1})

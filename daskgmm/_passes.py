@@ -1,0 +1,108 @@
+"""One pass over the data: map a chunk kernel, tree-reduce the results.
+
+This is the only module that builds the per-pass dask graph. Every pass has
+the same shape:
+
+* one key holds the pass's small parameters (each worker receives it once;
+  it is part of the graph, so a lost worker's tasks can be recomputed);
+* one ``<name>-chunk`` task per row chunk, run with single-threaded BLAS;
+* ``<name>-combine`` tasks that add results ``split_every`` at a time, in
+  chunk order, so that the floating-point sum does not depend on which task
+  finishes first (runs are reproducible, also after a worker is lost).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import dask
+import numpy as np
+from dask.base import tokenize
+from dask.delayed import Delayed, delayed
+from threadpoolctl import ThreadpoolController
+
+from ._data import Dataset
+from ._kernels import combine_stats
+
+ChunkFn = Callable[[np.ndarray, Any, int], dict]
+CombineFn = Callable[[list[dict]], dict]
+
+
+@functools.cache
+def _threadpool_controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _run_single_threaded(fn: ChunkFn, block: np.ndarray, params: Any, start: int) -> dict:
+    """Run a chunk kernel with one BLAS thread: the scheduler already runs one task per core."""
+    with _threadpool_controller().limit(limits=1, user_api="blas"):
+        return fn(block, params, start)
+
+
+def check_finite_block(block: np.ndarray, start: int) -> None:
+    """Raise ``ValueError`` naming the rows if a chunk holds NaN or infinity."""
+    finite = np.isfinite(block).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        stop = start + block.shape[0]
+        kind = "NaN" if np.isnan(block[bad]).any() else "infinity"
+        raise ValueError(
+            f"Input X contains {kind}: {bad.size} row(s) in the chunk of rows "
+            f"{start}-{stop - 1}, first at row {start + int(bad[0])}."
+        )
+
+
+def tree_reduce(parts: list[Delayed], combine: CombineFn, split_every: int, name: str) -> Delayed:
+    """Combine ``parts`` in a tree of fan-in ``split_every``, keeping their order."""
+    if split_every < 2:
+        raise ValueError(f"split_every must be at least 2, got {split_every}.")
+    level = 0
+    while len(parts) > 1:
+        parts = [
+            delayed(combine, pure=True)(
+                parts[i : i + split_every], dask_key_name=(f"{name}-combine", level, i // split_every)
+            )
+            for i in range(0, len(parts), split_every)
+        ]
+        level += 1
+    return parts[0]
+
+
+def pass_graph(
+    data: Dataset,
+    chunk_fn: ChunkFn,
+    params: Any,
+    *,
+    name: str,
+    split_every: int,
+    combine: CombineFn = combine_stats,
+) -> Delayed:
+    """The lazy result of one pass: ``combine`` over ``chunk_fn(block, params, first_row)``."""
+    token = tokenize(data.array.name, chunk_fn, params, split_every)
+    name = f"{name}-{token}"
+    params_key = delayed(params, name=f"{name}-params", pure=True)
+    blocks = data.array.to_delayed(optimize_graph=False).ravel()
+    starts = data.row_offsets[:-1]
+    parts = [
+        delayed(_run_single_threaded, pure=True)(
+            chunk_fn, block, params_key, int(start), dask_key_name=(f"{name}-chunk", i)
+        )
+        for i, (block, start) in enumerate(zip(blocks, starts))
+    ]
+    return tree_reduce(parts, combine, split_every, name)
+
+
+def run_pass(
+    data: Dataset,
+    chunk_fn: ChunkFn,
+    params: Any,
+    *,
+    name: str,
+    split_every: int,
+    combine: CombineFn = combine_stats,
+) -> dict:
+    """Compute one pass on the current scheduler (a distributed client if there is one)."""
+    graph = pass_graph(data, chunk_fn, params, name=name, split_every=split_every, combine=combine)
+    (result,) = dask.compute(graph)
+    return result

@@ -1,0 +1,508 @@
+"""``GaussianMixture``: scikit-learn's estimator, fitted out-of-core on dask."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from numbers import Integral
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+from dask.delayed import delayed
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._data import Dataset, as_dataset
+from ._em import EMResult, IterationInfo, loglik_chunk, run_em
+from ._init import initial_stats
+from ._kernels import (
+    GMMParams,
+    compute_precision_cholesky,
+    covariances_from_cholesky,
+    estimate_log_prob_resp,
+    m_step,
+    precision_cholesky_from_precisions,
+    precisions_from_cholesky,
+)
+from ._passes import check_finite_block, run_pass
+
+PERSIST_MEMORY_FRACTION = 0.5
+
+
+def _is_out_of_core_input(X: Any) -> bool:
+    return isinstance(X, (da.Array, zarr.Array, str)) or hasattr(X, "__fspath__")
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted by EM, one pass over the data per iteration.
+
+    A drop-in for :class:`sklearn.mixture.GaussianMixture` with the same
+    parameters, methods and fitted attributes, for data that do not fit in
+    memory: numpy arrays, dask arrays or Zarr arrays (a ``zarr.Array`` or a
+    path). Each EM iteration maps an E-step over the row chunks, which yields
+    per-chunk sufficient statistics, tree-reduces them and runs the M-step
+    on the client. It runs on the current ``distributed.Client`` if there is
+    one, else on dask's local threaded scheduler.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        The number of mixture components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        The form of the covariance matrices.
+    tol : float, default=1e-3
+        Convergence threshold on the change of the mean log-likelihood.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance.
+    max_iter : int, default=100
+        The number of EM iterations (passes over the data) at most.
+    n_init : int, default=1
+        The number of initialisations; the best lower bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        How the initial responsibilities are chosen. 'kmeans' runs a scalable
+        k-means (k-means|| seeding then Lloyd passes) over the whole data;
+        'k-means++' seeds on a uniform sample of rows; 'random_from_data'
+        picks rows; 'random' draws random responsibilities.
+    weights_init : array-like of shape (n_components,), default=None
+    means_init : array-like of shape (n_components, n_features), default=None
+    precisions_init : array-like, default=None
+        User-given initial parameters, as in scikit-learn.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+        Start from the previous fit's parameters (``n_init`` is then 1).
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    split_every : int, default=8
+        Fan-in of the tree reduction of per-chunk statistics.
+    persist : 'auto' or bool, default='auto'
+        Keep the data in cluster memory for the fit. 'auto' does on a
+        distributed client when the data take at most half the workers'
+        memory (numpy input always: it is in memory already), and streams
+        otherwise, re-reading every chunk at each pass.
+    chunk_size : int or 'auto', default='auto'
+        Rows per chunk for numpy input ('auto': about 32 MiB of float64).
+        Dask and Zarr input keep their own row chunks.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_
+        The fitted parameters, shaped as in scikit-learn.
+    converged_ : bool
+    n_iter_ : int
+        EM iterations of the best initialisation.
+    lower_bound_ : float
+        Mean log-likelihood of the data computed in the last E-step of the
+        best initialisation.
+    lower_bounds_ : list of float
+        ``lower_bound_`` after each iteration of the best initialisation.
+    n_features_in_ : int
+
+    Notes
+    -----
+    With the same initial parameters the fit equals scikit-learn's up to
+    rounding; the statistics are accumulated in float64 about the current
+    means (shifted moments), so data far from the origin lose no precision.
+    """
+
+    _parameter_constraints: dict = {
+        **SklearnGaussianMixture._parameter_constraints,
+        "split_every": [Interval(Integral, 2, None, closed="left")],
+        "persist": [StrOptions({"auto"}), "boolean"],
+        "chunk_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        split_every=8,
+        persist="auto",
+        chunk_size="auto",
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.split_every = split_every
+        self.persist = persist
+        self.chunk_size = chunk_size
+
+    # ------------------------------------------------------------------
+    # Input
+    # ------------------------------------------------------------------
+
+    def _fit_dataset(self, X) -> Dataset:
+        if _is_out_of_core_input(X):
+            data = as_dataset(X, self.chunk_size)
+            self.n_features_in_ = data.n_features
+        else:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+            data = as_dataset(X, self.chunk_size)
+        if data.n_samples < 2:
+            raise ValueError(
+                f"Found array with {data.n_samples} sample(s) (shape={data.array.shape}) "
+                "while a minimum of 2 is required by GaussianMixture."
+            )
+        if data.n_samples < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {self.n_components}, n_samples = {data.n_samples}"
+            )
+        return data
+
+    def _check_n_features(self, n_features: int) -> None:
+        if n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+
+    def _maybe_persist(self, data: Dataset) -> Dataset:
+        client = _current_client()
+        if self.persist is False or (client is None and self.persist == "auto"):
+            return data
+        if client is None:
+            return Dataset(data.array.persist(), data.in_memory)
+        if self.persist == "auto" and not data.in_memory:
+            workers = client.scheduler_info(n_workers=-1)["workers"].values()
+            memory = sum(w.get("memory_limit") or 0 for w in workers)
+            if data.array.nbytes > PERSIST_MEMORY_FRACTION * memory:
+                return data
+        return Dataset(client.persist(data.array), data.in_memory)
+
+    # ------------------------------------------------------------------
+    # Fitting
+    # ------------------------------------------------------------------
+
+    def fit(self, X, y=None):
+        """Estimate the model parameters with the EM algorithm.
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
+            The data. Dask and Zarr input are read chunk by chunk, never whole.
+        y : Ignored
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        self._validate_params()
+        data = self._maybe_persist(self._fit_dataset(X))
+        self._check_initial_parameters(data.n_features)
+
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        random_state = check_random_state(self.random_state)
+        best: EMResult | None = None
+        for init in range(n_init):
+            if self.verbose:
+                print(f"Initialization {init}")
+            started = time.perf_counter()
+            if do_init:
+                params, covariances = self._initial_parameters(data, random_state)
+                previous = -np.inf
+            else:
+                params, covariances, previous = self._fitted_params(), self.covariances_, self.lower_bound_
+            result = run_em(
+                data, params, covariances,
+                tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
+                split_every=self.split_every, lower_bound=previous,
+                callbacks=[self._verbose_callback(started)] if self.verbose else (),
+            )
+            if self.verbose and self.max_iter > 0:
+                status = "converged" if result.converged else "did not converge"
+                print(f"Initialization {status}. time lapse {time.perf_counter() - started:.5f}s"
+                      f"\t lower bound {result.lower_bound:.5f}")
+            if best is None or result.lower_bound > best.lower_bound:
+                best = result
+
+        if not best.converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        self._set_fitted(best)
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Fit, then label ``X`` with the fitted model (one more pass).
+
+        Returns
+        -------
+        labels : ndarray or dask.array.Array of shape (n_samples,)
+            Lazy for dask and Zarr input.
+        """
+        return self.fit(X).predict(X)
+
+    def _check_initial_parameters(self, n_features: int) -> None:
+        k = self.n_components
+        if self.weights_init is not None:
+            weights = _checked_array(self.weights_init, (k,), "weights")
+            if np.any(weights < 0) or np.any(weights > 1):
+                raise ValueError(
+                    "The parameter 'weights' should be in the range [0, 1], but got max "
+                    f"value {weights.max():.5f}, min value {weights.min():.5f}"
+                )
+            if not np.allclose(np.abs(1.0 - weights.sum()), 0.0):
+                raise ValueError(
+                    f"The parameter 'weights' should be normalized, but got sum(weights) = {weights.sum():.5f}"
+                )
+        if self.means_init is not None:
+            _checked_array(self.means_init, (k, n_features), "means")
+        if self.precisions_init is not None:
+            shape = {
+                "full": (k, n_features, n_features),
+                "tied": (n_features, n_features),
+                "diag": (k, n_features),
+                "spherical": (k,),
+            }[self.covariance_type]
+            precisions = _checked_array(self.precisions_init, shape, f"{self.covariance_type} precision")
+            try:
+                precision_cholesky_from_precisions(precisions, self.covariance_type)
+            except np.linalg.LinAlgError:
+                raise ValueError(
+                    f"'{self.covariance_type} precision' should be symmetric, positive-definite"
+                ) from None
+            if self.covariance_type in ("diag", "spherical") and np.any(precisions <= 0):
+                raise ValueError(f"'{self.covariance_type} precision' should be positive")
+
+    def _initial_parameters(self, data: Dataset, random_state) -> tuple[GMMParams, np.ndarray]:
+        ct = self.covariance_type
+        weights = means = covariances = None
+        if self.weights_init is None or self.means_init is None or self.precisions_init is None:
+            init = initial_stats(data, self.init_params, self.n_components, ct,
+                                 random_state, self.split_every)
+            weights, means, covariances = m_step(
+                init.stats, init.centres, ct, self.reg_covar, weight_normaliser=data.n_samples
+            )
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=np.float64)
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=np.float64)
+        if self.precisions_init is None:
+            prec_chol = compute_precision_cholesky(covariances, ct)
+        else:
+            prec_chol = precision_cholesky_from_precisions(self.precisions_init, ct)
+            covariances = covariances_from_cholesky(prec_chol, ct)
+        return GMMParams(weights, means, prec_chol, ct), covariances
+
+    def _verbose_callback(self, started: float):
+        def report(info: IterationInfo) -> None:
+            if info.n_iter % self.verbose_interval == 0:
+                if self.verbose == 1:
+                    print(f"  Iteration {info.n_iter}")
+                else:
+                    print(f"  Iteration {info.n_iter}\t time lapse {info.seconds:.5f}s"
+                          f"\t ll change {info.change:.5f}")
+        return report
+
+    def _set_fitted(self, result: EMResult) -> None:
+        params = result.params
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = result.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = precisions_from_cholesky(params.precisions_cholesky, params.covariance_type)
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = result.lower_bound
+        self.lower_bounds_ = list(result.lower_bounds)
+
+    def _fitted_params(self) -> GMMParams:
+        check_is_fitted(self)
+        return GMMParams(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
+
+    # ------------------------------------------------------------------
+    # Prediction and scoring
+    # ------------------------------------------------------------------
+
+    def _map(self, X, kernel, kind: str):
+        """Apply a per-row kernel: eagerly on in-memory input, lazily chunk by chunk otherwise."""
+        params = self._fitted_params()
+        if not _is_out_of_core_input(X):
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+            return kernel(X, params)
+        data = as_dataset(X, self.chunk_size)
+        self._check_n_features(data.n_features)
+        params_key = delayed(params, pure=True, name=f"gmm-params-{self._params_token()}")
+        if kind == "proba":
+            return data.array.map_blocks(
+                _checked_block, kernel, params_key, chunks=(data.array.chunks[0], (self.n_components,)),
+                dtype=np.float64, name="gmm-predict-proba",
+            )
+        return data.array.map_blocks(
+            _checked_block, kernel, params_key, drop_axis=1,
+            dtype=np.int64 if kind == "labels" else np.float64, name=f"gmm-{kind}",
+        )
+
+    def _params_token(self) -> str:
+        from dask.base import tokenize
+
+        return tokenize(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample.
+
+        Returns
+        -------
+        log_prob : ndarray or dask.array.Array of shape (n_samples,)
+            Lazy for dask and Zarr input.
+        """
+        return self._map(X, _log_likelihood_kernel, "score-samples")
+
+    def predict(self, X):
+        """The most probable component of each sample.
+
+        Returns
+        -------
+        labels : ndarray or dask.array.Array of shape (n_samples,)
+            Lazy for dask and Zarr input.
+        """
+        return self._map(X, _labels_kernel, "labels")
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each sample.
+
+        Returns
+        -------
+        resp : ndarray or dask.array.Array of shape (n_samples, n_components)
+            Lazy for dask and Zarr input.
+        """
+        return self._map(X, _proba_kernel, "proba")
+
+    def _total_loglik(self, X) -> tuple[float, int]:
+        params = self._fitted_params()
+        if not _is_out_of_core_input(X):
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+            return float(_log_likelihood_kernel(X, params).sum()), X.shape[0]
+        data = as_dataset(X, self.chunk_size)
+        self._check_n_features(data.n_features)
+        result = run_pass(data, loglik_chunk, params, name="gmm-score", split_every=self.split_every)
+        return float(result["loglik"]), data.n_samples
+
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood of the data under the model (one pass).
+
+        Returns
+        -------
+        log_likelihood : float
+        """
+        total, n = self._total_loglik(X)
+        return total / n
+
+    def _n_parameters(self) -> int:
+        n_features = self.means_.shape[1]
+        k = self.n_components
+        cov_params = {
+            "full": k * n_features * (n_features + 1) / 2.0,
+            "diag": k * n_features,
+            "tied": n_features * (n_features + 1) / 2.0,
+            "spherical": k,
+        }[self.covariance_type]
+        return int(cov_params + n_features * k + k - 1)
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion on ``X`` (one pass); lower is better."""
+        total, n = self._total_loglik(X)
+        return -2 * total + self._n_parameters() * np.log(n)
+
+    def aic(self, X) -> float:
+        """Akaike information criterion on ``X`` (one pass); lower is better."""
+        total, _ = self._total_loglik(X)
+        return -2 * total + 2 * self._n_parameters()
+
+    def sample(self, n_samples: int = 1):
+        """Draw samples from the fitted mixture, as scikit-learn's ``sample`` does.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        return self.to_sklearn().sample(n_samples)
+
+    def to_sklearn(self) -> SklearnGaussianMixture:
+        """An equivalent, fitted :class:`sklearn.mixture.GaussianMixture`."""
+        check_is_fitted(self)
+        sk_params = SklearnGaussianMixture().get_params()
+        model = SklearnGaussianMixture(**{k: v for k, v in self.get_params().items() if k in sk_params})
+        for attr in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
+                     "converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_"):
+            setattr(model, attr, getattr(self, attr))
+        return model
+
+
+# ----------------------------------------------------------------------
+# Per-block kernels for the lazy predict / score maps
+# ----------------------------------------------------------------------
+
+
+def _log_likelihood_kernel(X: np.ndarray, params: GMMParams) -> np.ndarray:
+    return estimate_log_prob_resp(X, params)[0]
+
+
+def _labels_kernel(X: np.ndarray, params: GMMParams) -> np.ndarray:
+    return estimate_log_prob_resp(X, params)[1].argmax(axis=1)
+
+
+def _proba_kernel(X: np.ndarray, params: GMMParams) -> np.ndarray:
+    return np.exp(estimate_log_prob_resp(X, params)[1])
+
+
+def _checked_block(block: np.ndarray, kernel, params: GMMParams, block_info=None) -> np.ndarray:
+    """Run a kernel on one block, refusing NaN or infinite rows by their row range."""
+    if not np.isfinite(block).all():
+        start = block_info[0]["array-location"][0][0] if block_info else 0
+        check_finite_block(block, start)
+    return kernel(block, params)
+
+
+def _checked_array(value, shape: tuple[int, ...], name: str) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64)
+    if array.shape != shape:
+        raise ValueError(f"The parameter '{name}' should have the shape of {shape}, but got {array.shape}")
+    return array
+
+
+def _current_client():
+    """The current ``distributed.Client``, or None for dask's local scheduler."""
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
