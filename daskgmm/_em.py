@@ -70,7 +70,8 @@ class EMResult:
 
 def estep_chunk(block: np.ndarray, params: GMMParams, start: int) -> Stats:
     """E-step of one chunk (the ``gmm-estep`` task)."""
-    stats = estep_stats(block, params)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are reported below
+        stats = estep_stats(block, params)
     if not np.isfinite(stats["loglik"]):
         check_finite_block(block, start)
     return stats
@@ -78,7 +79,8 @@ def estep_chunk(block: np.ndarray, params: GMMParams, start: int) -> Stats:
 
 def loglik_chunk(block: np.ndarray, params: GMMParams, start: int) -> dict:
     """Sum of per-row log-likelihoods of one chunk (the ``gmm-score`` task)."""
-    log_prob_norm, _ = estimate_log_prob_resp(block, params)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are reported below
+        log_prob_norm, _ = estimate_log_prob_resp(block, params)
     total = log_prob_norm.sum()
     if not np.isfinite(total):
         check_finite_block(block, start)

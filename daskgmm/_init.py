@@ -140,7 +140,8 @@ class _RandomRespParams:
 def _random_resp_chunk(block: np.ndarray, p: _RandomRespParams, start: int) -> Stats:
     resp = row_uniforms(p.seed, 0, start, block.shape[0], p.centres.shape[0])
     resp /= resp.sum(axis=1, keepdims=True)
-    stats = shifted_moments(block, resp, p.centres, p.covariance_type)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are reported below
+        stats = shifted_moments(block, resp, p.centres, p.covariance_type)
     if not np.isfinite(stats["s1"]).all():
         check_finite_block(block, start)
     return stats
@@ -186,7 +187,8 @@ class _SeedingParams:
 
 
 def _seeding_chunk(block: np.ndarray, p: _SeedingParams, start: int) -> dict:
-    _, d2 = nearest_centre(block, p.centres, p.origin)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are reported below
+        _, d2 = nearest_centre(block, p.centres, p.origin)
     cost = d2.sum()
     if not np.isfinite(cost):
         check_finite_block(block, start)

@@ -137,13 +137,19 @@ def compute_precision_cholesky(covariances: np.ndarray, covariance_type: str) ->
     return 1.0 / np.sqrt(covariances)
 
 
+def _upper_cholesky(matrix: np.ndarray) -> np.ndarray:
+    """Upper-triangular ``U`` with ``U U^T = matrix`` (note: not ``U^T U``)."""
+    return np.linalg.cholesky(matrix[::-1, ::-1])[::-1, ::-1]
+
+
 def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Cholesky factors (upper) of user-given precision matrices."""
+    """Cholesky factors of user-given precision matrices, in the convention of
+    :func:`compute_precision_cholesky` (upper ``U`` with ``U U^T`` the precision)."""
     precisions = np.asarray(precisions, dtype=np.float64)
     if covariance_type == "full":
-        return np.stack([np.linalg.cholesky(p).T for p in precisions])
+        return np.stack([_upper_cholesky(p) for p in precisions])
     if covariance_type == "tied":
-        return np.linalg.cholesky(precisions).T
+        return _upper_cholesky(precisions)
     return np.sqrt(precisions)
 
 
@@ -384,23 +390,27 @@ def estep_stats(X: np.ndarray, params: GMMParams) -> Stats:
 # --------------------------------------------------------------------------
 
 
-def _covariances_full(stats: Stats, nk: np.ndarray, centres: np.ndarray, means: np.ndarray):
-    offsets = means - centres
+# Each estimator takes the statistics, N_k (with eps), the centres and the
+# offsets d_k = mu_k - c_k = s1_k / N_k. The offsets come straight from s1:
+# recomputing them as ``means - centres`` would cancel for data far from zero.
+
+
+def _covariances_full(stats: Stats, nk: np.ndarray, centres: np.ndarray, offsets: np.ndarray):
     return stats["s2"] / nk[:, None, None] - np.einsum("ki,kj->kij", offsets, offsets)
 
 
-def _covariances_tied(stats: Stats, nk: np.ndarray, centres: np.ndarray, means: np.ndarray):
+def _covariances_tied(stats: Stats, nk: np.ndarray, centres: np.ndarray, offsets: np.ndarray):
     # sum_k sum_n r_nk (x - mu_k)(x - mu_k)^T = S2(c) - sum_k N_k d_k d_k^T, d_k = mu_k - c.
-    d = means - _global_centre(centres)
+    d = (centres - _global_centre(centres)) + offsets
     return (stats["s2"] - np.einsum("k,ki,kj->ij", stats["nk"], d, d)) / nk.sum()
 
 
-def _covariances_diag(stats: Stats, nk: np.ndarray, centres: np.ndarray, means: np.ndarray):
-    return stats["s2"] / nk[:, None] - (means - centres) ** 2
+def _covariances_diag(stats: Stats, nk: np.ndarray, centres: np.ndarray, offsets: np.ndarray):
+    return stats["s2"] / nk[:, None] - offsets**2
 
 
-def _covariances_spherical(stats: Stats, nk: np.ndarray, centres: np.ndarray, means: np.ndarray):
-    return _covariances_diag(stats, nk, centres, means).mean(axis=1)
+def _covariances_spherical(stats: Stats, nk: np.ndarray, centres: np.ndarray, offsets: np.ndarray):
+    return _covariances_diag(stats, nk, centres, offsets).mean(axis=1)
 
 
 _COVARIANCE_ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {
@@ -440,8 +450,9 @@ def m_step(
         Shape by ``covariance_type``.
     """
     nk = stats["nk"] + _NK_EPS
-    means = centres + stats["s1"] / nk[:, None]
-    covariances = _COVARIANCE_ESTIMATORS[covariance_type](stats, nk, centres, means)
+    offsets = stats["s1"] / nk[:, None]
+    means = centres + offsets
+    covariances = _COVARIANCE_ESTIMATORS[covariance_type](stats, nk, centres, offsets)
     n_features = centres.shape[1]
     if covariance_type in ("full", "tied"):
         covariances = covariances + reg_covar * np.eye(n_features)

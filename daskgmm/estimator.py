@@ -288,14 +288,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "spherical": (k,),
             }[self.covariance_type]
             precisions = _checked_array(self.precisions_init, shape, f"{self.covariance_type} precision")
-            try:
-                precision_cholesky_from_precisions(precisions, self.covariance_type)
-            except np.linalg.LinAlgError:
-                raise ValueError(
-                    f"'{self.covariance_type} precision' should be symmetric, positive-definite"
-                ) from None
-            if self.covariance_type in ("diag", "spherical") and np.any(precisions <= 0):
-                raise ValueError(f"'{self.covariance_type} precision' should be positive")
+            if self.covariance_type in ("diag", "spherical"):
+                if np.any(precisions <= 0):
+                    raise ValueError(f"'{self.covariance_type} precision' should be positive")
+            else:
+                matrices = precisions.reshape(-1, n_features, n_features)
+                if not np.allclose(matrices, np.swapaxes(matrices, 1, 2)) or np.any(
+                    np.linalg.eigvalsh(matrices) <= 0
+                ):
+                    raise ValueError(
+                        f"'{self.covariance_type} precision' should be symmetric, positive-definite"
+                    )
 
     def _initial_parameters(self, data: Dataset, random_state) -> tuple[GMMParams, np.ndarray]:
         ct = self.covariance_type

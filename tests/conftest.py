@@ -1,0 +1,35 @@
+"""Shared fixtures: data offset far from the origin, and a distributed cluster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def mixture_data(n_per_component: int = 400, n_features: int = 3, n_components: int = 3,
+                 offset: float = 1000.0, seed: int = 0) -> np.ndarray:
+    """Well-separated anisotropic blobs, offset far from the origin."""
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for k in range(n_components):
+        a = rng.normal(size=(n_features, n_features)) * 0.5 + np.eye(n_features)
+        blocks.append(rng.normal(size=(n_per_component, n_features)) @ a + 6.0 * k)
+    return np.concatenate(blocks) + offset
+
+
+@pytest.fixture(scope="session")
+def X_offset() -> np.ndarray:
+    return mixture_data()
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A LocalCluster of two single-threaded worker processes."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None, memory_limit="1GiB") as cluster:
+        with Client(cluster) as client:
+            yield client

@@ -1,0 +1,121 @@
+"""The pure-numpy kernels against scikit-learn's own functions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture as SkGMM
+from sklearn.mixture import _gaussian_mixture as skgm
+
+from daskgmm import DegenerateComponentError
+from daskgmm._kernels import (
+    GMMParams,
+    combine_stats,
+    compute_precision_cholesky,
+    covariances_from_cholesky,
+    estep_stats,
+    estimate_log_gaussian_prob,
+    hard_moments,
+    m_step,
+    precision_cholesky_from_precisions,
+    shifted_moments,
+)
+
+from .conftest import COVARIANCE_TYPES
+
+
+@pytest.fixture(scope="module", params=COVARIANCE_TYPES)
+def fitted(request, X_offset):
+    sk = SkGMM(3, covariance_type=request.param, random_state=0, max_iter=3, tol=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk.fit(X_offset)
+    return sk
+
+
+def _params(sk) -> GMMParams:
+    return GMMParams(sk.weights_, sk.means_, sk.precisions_cholesky_, sk.covariance_type)
+
+
+def test_log_gaussian_prob_matches_sklearn(fitted, X_offset):
+    ours = estimate_log_gaussian_prob(X_offset, _params(fitted))
+    ref = skgm._estimate_log_gaussian_prob(
+        X_offset, fitted.means_, fitted.precisions_cholesky_, fitted.covariance_type
+    )
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-8)
+
+
+def test_m_step_from_shifted_stats_matches_sklearn(fitted, X_offset):
+    ct = fitted.covariance_type
+    stats = estep_stats(X_offset, _params(fitted))
+    weights, means, covariances = m_step(stats, fitted.means_, ct, 1e-6)
+    _, log_resp = fitted._e_step(X_offset)
+    ref_w, ref_m, ref_c = skgm._estimate_gaussian_parameters(X_offset, np.exp(log_resp), 1e-6, ct)
+    np.testing.assert_allclose(weights, ref_w / ref_w.sum(), rtol=1e-9)
+    np.testing.assert_allclose(means, ref_m, rtol=1e-12)
+    np.testing.assert_allclose(covariances, ref_c, rtol=1e-7)
+    assert stats["loglik"] / stats["n"] == pytest.approx(fitted.score(X_offset), rel=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_shifted_moments_do_not_cancel_far_from_origin(covariance_type):
+    # Unit-variance data at 1e8: E[x^2] - mu^2 would lose every digit in float64.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(2000, 2)) + 1e8
+    resp = np.ones((2000, 1))
+    centre = X[:1]  # any point near the data
+    stats = shifted_moments(X, resp, centre, covariance_type)
+    _, _, cov = m_step(stats, centre, covariance_type, 0.0)
+    expected = np.cov(X - 1e8, rowvar=False, bias=True)
+    expected = {"full": expected[None], "tied": expected, "diag": np.diag(expected)[None],
+                "spherical": np.diag(expected).mean()[None]}[covariance_type]
+    np.testing.assert_allclose(cov, expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_hard_moments_equal_shifted_moments_of_one_hot(covariance_type, X_offset):
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, size=X_offset.shape[0])
+    centres = X_offset[:3]
+    hard = hard_moments(X_offset, labels, centres, covariance_type)
+    soft = shifted_moments(X_offset, np.eye(3)[labels], centres, covariance_type)
+    for key in ("n", "nk", "s1", "s2"):
+        np.testing.assert_allclose(hard[key], soft[key], rtol=1e-10, atol=1e-8)
+
+
+def test_combined_stats_equal_whole_array_stats(fitted, X_offset):
+    params = _params(fitted)
+    whole = estep_stats(X_offset, params)
+    parts = [estep_stats(X_offset[i : i + 97], params) for i in range(0, X_offset.shape[0], 97)]
+    combined = combine_stats(parts)
+    for key in whole:
+        np.testing.assert_allclose(combined[key], whole[key], rtol=1e-10, atol=1e-8)
+
+
+def test_precision_cholesky_round_trip(fitted):
+    covariance_type = fitted.covariance_type
+    chol = compute_precision_cholesky(fitted.covariances_, covariance_type)
+    np.testing.assert_allclose(chol, fitted.precisions_cholesky_, rtol=1e-10)
+    np.testing.assert_allclose(
+        precision_cholesky_from_precisions(fitted.precisions_, covariance_type), chol, rtol=1e-8
+    )
+    np.testing.assert_allclose(covariances_from_cholesky(chol, covariance_type),
+                               fitted.covariances_, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("covariance_type", "covariances", "named"),
+    [
+        ("full", np.stack([np.eye(2), np.array([[1.0, 1.0], [1.0, 1.0]]) - 1e-3]), "component 1"),
+        ("tied", np.zeros((2, 2)), "tied covariance"),
+        ("diag", np.array([[1.0, 1.0], [1.0, 0.0]]), "component 1"),
+        ("spherical", np.array([1.0, 1.0, -1.0]), "component 2"),
+    ],
+)
+def test_degenerate_component_is_named(covariance_type, covariances, named):
+    with pytest.raises(DegenerateComponentError, match=named) as info:
+        compute_precision_cholesky(covariances, covariance_type)
+    assert "reg_covar" in str(info.value)
+    assert isinstance(info.value, ValueError)
