@@ -500,12 +500,16 @@ def _checked_array(value, shape: tuple[int, ...], name: str) -> np.ndarray:
 
 
 def _current_client():
-    """The current ``distributed.Client``, or None for dask's local scheduler."""
+    """The ``distributed.Client`` that dask would compute on now, or None.
+
+    Follows dask's own choice, so ``dask.config.set(scheduler="threads")``
+    selects the local scheduler even while a client exists.
+    """
+    from dask.base import get_scheduler
+
     try:
-        from distributed import default_client
+        from distributed import Client
     except ImportError:
         return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
+    client = getattr(get_scheduler(), "__self__", None)
+    return client if isinstance(client, Client) else None

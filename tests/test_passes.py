@@ -1,0 +1,76 @@
+"""The one-pass engine: chunking and fan-in do not change the statistics; the graph's shape."""
+
+from __future__ import annotations
+
+import math
+
+import dask.array as da
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture as SkGMM
+
+from daskgmm._data import as_dataset
+from daskgmm._em import estep_chunk
+from daskgmm._kernels import GMMParams, estep_stats
+from daskgmm._passes import pass_graph, run_pass
+
+from .conftest import COVARIANCE_TYPES
+
+
+@pytest.fixture(scope="module", params=COVARIANCE_TYPES)
+def params(request, X_offset) -> GMMParams:
+    sk = SkGMM(3, covariance_type=request.param, random_state=0, max_iter=2).fit(X_offset)
+    return GMMParams(sk.weights_, sk.means_, sk.precisions_cholesky_, request.param)
+
+
+@pytest.mark.parametrize("rows", [1200, 1, 7, 100, 333, 1199])
+@pytest.mark.parametrize("split_every", [2, 3, 8, 1000])
+def test_any_chunking_and_fan_in_give_the_whole_array_statistics(params, X_offset, rows, split_every):
+    whole = estep_stats(X_offset, params)
+    data = as_dataset(da.from_array(X_offset, chunks=(rows, -1)))
+    reduced = run_pass(data, estep_chunk, params, name="gmm-estep", split_every=split_every)
+    for key, value in whole.items():
+        np.testing.assert_allclose(reduced[key], value, rtol=1e-10, atol=1e-7, err_msg=key)
+
+
+def test_irregular_chunks_give_the_whole_array_statistics(params, X_offset):
+    chunks = ((5, 300, 1, 94, 400, 400),)
+    data = as_dataset(da.from_array(X_offset, chunks=(chunks[0], -1)))
+    reduced = run_pass(data, estep_chunk, params, name="gmm-estep", split_every=4)
+    whole = estep_stats(X_offset, params)
+    np.testing.assert_allclose(reduced["s2"], whole["s2"], rtol=1e-10, atol=1e-7)
+
+
+@pytest.mark.parametrize(("n_chunks", "split_every"), [(1, 8), (8, 8), (9, 8), (64, 8), (100, 3)])
+def test_tree_depth_is_logarithmic(n_chunks, split_every, X_offset, params):
+    data = as_dataset(da.from_array(X_offset[:n_chunks * 10], chunks=(10, -1)))
+    graph = dict(pass_graph(data, estep_chunk, params, name="gmm-estep",
+                            split_every=split_every).__dask_graph__())
+    combine_levels = {key[1] for key in graph if isinstance(key, tuple) and "combine" in key[0]}
+    expected = math.ceil(math.log(n_chunks, split_every) - 1e-12) if n_chunks > 1 else 0
+    assert len(combine_levels) == expected
+    chunk_tasks = [key for key in graph if isinstance(key, tuple) and key[0].startswith("gmm-estep")
+                   and key[0].endswith("-chunk")]
+    assert len(chunk_tasks) == n_chunks
+
+
+def test_parameters_are_one_key_that_every_chunk_task_depends_on(params, X_offset):
+    data = as_dataset(da.from_array(X_offset, chunks=(100, -1)))
+    graph = pass_graph(data, estep_chunk, params, name="gmm-estep", split_every=4)
+    hlg = graph.__dask_graph__()
+    layers = dict(hlg)
+    param_keys = [k for k in layers if isinstance(k, str) and k.endswith("-params")]
+    assert len(param_keys) == 1
+    deps = hlg.get_all_dependencies()
+    chunk_keys = [k for k in layers if isinstance(k, tuple) and str(k[0]).endswith("-chunk")]
+    assert len(chunk_keys) == 12
+    assert all(param_keys[0] in deps[k] for k in chunk_keys)
+
+
+def test_the_same_pass_is_bitwise_reproducible(params, X_offset):
+    data = as_dataset(da.from_array(X_offset, chunks=(50, -1)))
+    first = run_pass(data, estep_chunk, params, name="gmm-estep", split_every=3)
+    for _ in range(3):
+        again = run_pass(data, estep_chunk, params, name="gmm-estep", split_every=3)
+        for key in first:
+            np.testing.assert_array_equal(again[key], first[key])
