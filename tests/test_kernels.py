@@ -119,3 +119,15 @@ def test_degenerate_component_is_named(covariance_type, covariances, named):
         compute_precision_cholesky(covariances, covariance_type)
     assert "reg_covar" in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_logsumexp_rows_matches_scipy_including_infinite_rows():
+    from scipy.special import logsumexp
+
+    from daskgmm._kernels import logsumexp_rows
+
+    a = np.random.default_rng(0).normal(scale=300, size=(50, 4))
+    a[3] = -np.inf
+    a[4, 1] = -np.inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.testing.assert_allclose(logsumexp_rows(a), logsumexp(a, axis=1), rtol=1e-14)
