@@ -42,6 +42,10 @@ class IterationInfo:
     params : GMMParams
         Parameters after this iteration's M-step.
     covariances : ndarray
+    converged : bool
+        ``abs(change) < tol``: this is the last iteration.
+    lower_bounds : list of float
+        The history so far, this iteration's included.
     """
 
     n_iter: int
@@ -50,6 +54,8 @@ class IterationInfo:
     seconds: float
     params: GMMParams
     covariances: np.ndarray
+    converged: bool
+    lower_bounds: list[float]
 
 
 Callback = Callable[[IterationInfo], "bool | None"]
@@ -113,6 +119,8 @@ def run_em(
     split_every: int,
     lower_bound: float = -np.inf,
     callbacks: Sequence[Callback] = (),
+    start_iter: int = 0,
+    history: Sequence[float] = (),
 ) -> EMResult:
     """Iterate EM from ``params`` until the mean log-likelihood changes less than ``tol``.
 
@@ -130,13 +138,16 @@ def run_em(
         The previous lower bound (warm start), compared with the first iteration's.
     callbacks : sequence of callables
         Called with an :class:`IterationInfo` after each iteration.
+    start_iter, history : int, sequence of float
+        Iterations already done and their lower bounds, when resuming from a
+        checkpoint; iteration numbers continue from ``start_iter``.
 
     Returns
     -------
     EMResult
     """
-    result = EMResult(params, covariances, lower_bound)
-    for n_iter in range(1, max_iter + 1):
+    result = EMResult(params, covariances, lower_bound, list(history), start_iter)
+    for n_iter in range(start_iter + 1, max_iter + 1):
         started = time.perf_counter()
         previous = result.lower_bound
         params, covariances, lower_bound = em_iteration(data, params, reg_covar, split_every)
@@ -144,12 +155,10 @@ def run_em(
         result.params, result.covariances = params, covariances
         result.lower_bound, result.n_iter = lower_bound, n_iter
         result.lower_bounds.append(lower_bound)
+        result.converged = abs(change) < tol
         info = IterationInfo(n_iter, lower_bound, change, time.perf_counter() - started,
-                             params, covariances)
+                             params, covariances, result.converged, list(result.lower_bounds))
         stop = [bool(callback(info)) for callback in callbacks]
-        if abs(change) < tol:
-            result.converged = True
-            break
-        if any(stop):
+        if result.converged or any(stop):
             break
     return result

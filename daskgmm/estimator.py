@@ -203,7 +203,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     # Fitting
     # ------------------------------------------------------------------
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, callbacks=(), resume_from=None):
         """Estimate the model parameters with the EM algorithm.
 
         Parameters
@@ -211,6 +211,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
             The data. Dask and Zarr input are read chunk by chunk, never whole.
         y : Ignored
+        callbacks : sequence of callables, optional
+            Each is called with an :class:`daskgmm.IterationInfo` after every
+            iteration (returning True stops the fit); one with a
+            ``before_fit(model)`` method gets that call first. See
+            :class:`daskgmm.Checkpoint` and :class:`daskgmm.ProgressLog`.
+        resume_from : str or os.PathLike, optional
+            A checkpoint file written by :class:`daskgmm.Checkpoint`: continue
+            that fit instead of initialising. The result equals the
+            uninterrupted fit for the same data and chunking.
 
         Returns
         -------
@@ -219,6 +228,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._validate_params()
         data = self._maybe_persist(self._fit_dataset(X))
         self._check_initial_parameters(data.n_features)
+        callbacks = list(callbacks)
+        if self.verbose:
+            callbacks.append(self._verbose_callback())
+        for callback in callbacks:
+            if hasattr(callback, "before_fit"):
+                callback.before_fit(self)
+        if resume_from is not None:
+            return self._resume(data, resume_from, callbacks)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
@@ -236,8 +253,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             result = run_em(
                 data, params, covariances,
                 tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
-                split_every=self.split_every, lower_bound=previous,
-                callbacks=[self._verbose_callback(started)] if self.verbose else (),
+                split_every=self.split_every, lower_bound=previous, callbacks=callbacks,
             )
             if self.verbose and self.max_iter > 0:
                 status = "converged" if result.converged else "did not converge"
@@ -246,6 +262,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if best is None or result.lower_bound > best.lower_bound:
                 best = result
 
+        self._finish(best)
+        return self
+
+    def _finish(self, best: EMResult) -> None:
         if not best.converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
@@ -253,6 +273,38 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
             )
         self._set_fitted(best)
+
+    def _resume(self, data: Dataset, path, callbacks) -> GaussianMixture:
+        from .persistence import read_model_file
+
+        arrays, metadata = read_model_file(path)
+        state = metadata.get("checkpoint")
+        if state is None:
+            raise ValueError(f"{str(path)!r} is a model file, not a checkpoint; it cannot be resumed.")
+        saved = metadata["params"]
+        for name in ("n_components", "covariance_type"):
+            if saved.get(name) != getattr(self, name):
+                raise ValueError(f"The checkpoint {str(path)!r} has {name}={saved.get(name)!r}, "
+                                 f"but this model has {name}={getattr(self, name)!r}.")
+        if arrays["means"].shape[1] != data.n_features:
+            raise ValueError(f"The checkpoint has {arrays['means'].shape[1]} features, "
+                             f"the data have {data.n_features}.")
+        if self.n_init != 1:
+            raise ValueError("Resuming from a checkpoint needs n_init=1: a checkpoint holds one "
+                             "initialisation's state.")
+        params = GMMParams(arrays["weights"], arrays["means"], arrays["precisions_cholesky"],
+                           self.covariance_type)
+        history = [float(v) for v in arrays["lower_bounds"]]
+        result = EMResult(params, arrays["covariances"], float(state["lower_bound"]),
+                          history, int(state["n_iter"]), bool(state["converged"]))
+        if not result.converged:
+            result = run_em(
+                data, params, arrays["covariances"],
+                tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
+                split_every=self.split_every, lower_bound=result.lower_bound,
+                callbacks=callbacks, start_iter=result.n_iter, history=history,
+            )
+        self._finish(result)
         return self
 
     def fit_predict(self, X, y=None):
@@ -320,7 +372,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             covariances = covariances_from_cholesky(prec_chol, ct)
         return GMMParams(weights, means, prec_chol, ct), covariances
 
-    def _verbose_callback(self, started: float):
+    def _verbose_callback(self):
         def report(info: IterationInfo) -> None:
             if info.n_iter % self.verbose_interval == 0:
                 if self.verbose == 1:
