@@ -1,0 +1,76 @@
+"""Connect a batch job to where it runs: the embedded default, a LocalCluster,
+a running scheduler (TCP or TLS), or a dask-jobqueue cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import TextIO
+
+from .config import ClusterConfig
+
+
+def security_from_config(config: ClusterConfig):
+    """``distributed.Security`` for a TLS config, or None."""
+    if config.tls is None:
+        return None
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=config.tls.ca_file,
+        tls_client_cert=config.tls.cert_file,
+        tls_client_key=config.tls.key_file,
+        require_encryption=True,
+    )
+
+
+@contextlib.contextmanager
+def connect(config: ClusterConfig, log: TextIO = sys.stderr) -> Iterator[object | None]:
+    """Yield a ``distributed.Client`` (or None for the embedded default) for the job.
+
+    Clusters started here are closed on exit; a running scheduler is only
+    disconnected from.
+    """
+    if config.kind == "embedded":
+        yield None
+        return
+    from distributed import Client
+
+    with contextlib.ExitStack() as stack:
+        if config.kind == "local":
+            from distributed import LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=config.n_workers, threads_per_worker=config.threads_per_worker,
+                memory_limit=config.memory_limit or "auto", processes=True,
+                dashboard_address=":0",
+            ))
+            client = stack.enter_context(Client(cluster))
+        elif config.kind == "address":
+            client = stack.enter_context(
+                Client(config.address, security=security_from_config(config), timeout="30s"))
+        else:
+            cluster = stack.enter_context(_jobqueue_cluster(config))
+            cluster.scale(jobs=config.jobqueue.jobs)
+            client = stack.enter_context(Client(cluster))
+        if client.dashboard_link:
+            print(f"Dask dashboard: {client.dashboard_link}", file=log, flush=True)
+        yield client
+
+
+def _jobqueue_cluster(config: ClusterConfig):
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise RuntimeError(
+            "cluster.kind 'jobqueue' needs dask-jobqueue: pip install 'daskgmm[jobqueue]'"
+        ) from None
+    jq = config.jobqueue
+    cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[jq.system]
+    kwargs = {"cores": jq.cores, "memory": jq.memory}
+    if jq.queue:
+        kwargs["queue"] = jq.queue
+    if jq.walltime:
+        kwargs["walltime"] = jq.walltime
+    return cls(**kwargs)

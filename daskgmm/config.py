@@ -1,0 +1,212 @@
+"""Batch-job config files: YAML, validated in full before any work starts.
+
+Unknown keys are errors (they catch typos); every error names the key, the
+bad value and what is allowed. See the README for every key and its default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message lists every problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where the data are."""
+
+    path: str = Field(description="Zarr store: a local path or an fsspec URL")
+    array: str | None = Field(None, description="array inside the Zarr group (None: the path is the array, or the group's only array)")
+    chunk_rows: Annotated[int, Field(ge=1)] | None = Field(None, description="rechunk to this many rows per chunk")
+    allow_missing_chunks: bool = False
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(_Section):
+    """Every ``GaussianMixture`` parameter, with scikit-learn's defaults."""
+
+    n_components: Annotated[int, Field(ge=1)] = 1
+    covariance_type: Literal["full", "tied", "diag", "spherical"] = "full"
+    tol: Annotated[float, Field(ge=0)] = 1e-3
+    reg_covar: Annotated[float, Field(ge=0)] = 1e-6
+    max_iter: Annotated[int, Field(ge=0)] = 100
+    n_init: Annotated[int, Field(ge=1)] = 1
+    init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans"
+    weights_init: list[float] | None = None
+    means_init: list[list[float]] | None = None
+    precisions_init: list | None = None
+    random_state: Annotated[int, Field(ge=0)] | None = None
+    warm_start: bool = False
+    verbose: Annotated[int, Field(ge=0)] = 0
+    verbose_interval: Annotated[int, Field(ge=1)] = 10
+    split_every: Annotated[int, Field(ge=2)] = 8
+    persist: Literal["auto"] | bool = "auto"
+    chunk_size: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+
+
+class TLSConfig(_Section):
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+
+class JobqueueConfig(_Section):
+    system: Literal["slurm", "pbs"]
+    cores: Annotated[int, Field(ge=1)]
+    memory: str
+    jobs: Annotated[int, Field(ge=1)] = 1
+    queue: str | None = None
+    walltime: str | None = None
+
+
+class ClusterConfig(_Section):
+    """Where the work runs."""
+
+    kind: Literal["embedded", "local", "address", "jobqueue"] = "embedded"
+    n_workers: Annotated[int, Field(ge=1)] = 2
+    threads_per_worker: Annotated[int, Field(ge=1)] = 1
+    memory_limit: str | None = Field(None, description="per worker, e.g. '4GiB'; None: dask's default share")
+    address: str | None = None
+    tls: TLSConfig | None = None
+    jobqueue: JobqueueConfig | None = None
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> ClusterConfig:
+        if self.kind == "address":
+            if not self.address:
+                raise ValueError("cluster.kind 'address' needs cluster.address (tcp://host:port or tls://host:port)")
+            scheme = self.address.split("://", 1)[0] if "://" in self.address else ""
+            if scheme not in ("tcp", "tls"):
+                raise ValueError(f"cluster.address {self.address!r} must start with tcp:// or tls://")
+            if scheme == "tls" and self.tls is None:
+                raise ValueError("a tls:// cluster.address needs cluster.tls with ca_file, cert_file and key_file")
+        if self.kind == "jobqueue" and self.jobqueue is None:
+            raise ValueError("cluster.kind 'jobqueue' needs a cluster.jobqueue section")
+        return self
+
+
+class OutputConfig(_Section):
+    model: str | None = Field(None, description="model file to write (.npz)")
+    predictions: str | None = Field(None, description="Zarr store for labels (and optional extras)")
+    probabilities: bool = False
+    log_likelihood: bool = False
+    overwrite: bool = False
+
+
+class CheckpointConfig(_Section):
+    path: str
+    interval: Annotated[int, Field(ge=1)] = 1
+
+
+class JobConfig(_Section):
+    """A whole batch job."""
+
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    checkpoint: CheckpointConfig | None = None
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_is_a_mapping(cls, value):
+        if isinstance(value, str):
+            return {"path": value}
+        return value
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"Invalid config {source}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            parent = _section_for(item["loc"][:-1])
+            allowed = ", ".join(parent.model_fields) if parent else ""
+            message = f"unknown key (allowed here: {allowed})"
+            lines.append(f"  {key}: {message}")
+            continue
+        got = item.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {key}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def _section_for(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = JobConfig
+    for part in loc:
+        field = model.model_fields.get(str(part)) if model else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,))
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = candidates[0] if candidates else None
+    return model
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to a raw config."""
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"Override {item!r} is not of the form section.key=value.")
+        dotted, value = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        target = raw
+        for part in parts[:-1]:
+            node = target.get(part)
+            if node is None:
+                node = target[part] = {}
+            elif not isinstance(node, dict):
+                raise ConfigError(f"Override {item!r}: {part!r} is not a section.")
+            else:
+                node = target[part] = dict(node)
+            target = node
+        target[parts[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def parse_config(raw: Any, source: str = "") -> JobConfig:
+    """Validate a raw mapping as a :class:`JobConfig`; raise :class:`ConfigError` on any problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Invalid config {source}: the top level must be a mapping of sections "
+                          f"(data, model, cluster, output, checkpoint), got {type(raw).__name__}.")
+    try:
+        return JobConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error, source)) from None
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> JobConfig:
+    """Read a YAML config (safely: no Python objects), apply overrides, validate.
+
+    Relative paths in ``data``, ``output`` and ``checkpoint`` are taken
+    relative to the current directory, as a shell user expects.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"No config file at {str(path)!r}.") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"Config {str(path)!r} is not valid YAML: {error}") from None
+    return parse_config(apply_overrides(raw, list(overrides)) if isinstance(raw, dict) else raw,
+                        repr(str(path)))
+
+
+def estimator_params(model: ModelConfig) -> dict:
+    """Keyword arguments for ``GaussianMixture`` from the model section."""
+    return model.model_dump()

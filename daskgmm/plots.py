@@ -1,0 +1,96 @@
+"""PNG plots for ``daskgmm report`` (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, plt.subplots(figsize=(6.4, 4.4), dpi=100)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    from .persistence import atomic_write_bytes
+
+    fig.tight_layout()
+    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png"))
+    plt.close(fig)
+    return path
+
+
+def plot_log_likelihood(model, path: str | Path) -> Path:
+    """Mean log-likelihood per EM iteration."""
+    plt, (fig, ax) = _figure()
+    bounds = np.asarray(model.lower_bounds_)
+    ax.plot(np.arange(1, bounds.size + 1), bounds, marker="o")
+    ax.set_xlabel("EM iteration")
+    ax.set_ylabel("mean log-likelihood")
+    ax.set_title(f"{model.n_components} components, {model.covariance_type} covariance")
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, Path(path))
+
+
+def plot_selection(selection: dict, path: str | Path) -> Path:
+    """BIC (and AIC) over n_components, one line per covariance type."""
+    plt, (fig, ax) = _figure()
+    table = selection["table"]
+    for ct in sorted({row["covariance_type"] for row in table}):
+        rows = sorted((r for r in table if r["covariance_type"] == ct), key=lambda r: r["n_components"])
+        ax.plot([r["n_components"] for r in rows], [r["bic"] for r in rows], marker="o", label=f"BIC {ct}")
+        ax.plot([r["n_components"] for r in rows], [r["aic"] for r in rows], ls="--", alpha=0.6,
+                label=f"AIC {ct}")
+    ax.set_xlabel("n_components")
+    ax.set_ylabel("criterion (lower is better)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, Path(path))
+
+
+def _full_covariances(model) -> np.ndarray:
+    k, d = model.means_.shape
+    cov = model.covariances_
+    return {
+        "full": lambda: cov,
+        "tied": lambda: np.broadcast_to(cov, (k, d, d)),
+        "diag": lambda: np.stack([np.diag(c) for c in cov]),
+        "spherical": lambda: np.stack([np.eye(d) * c for c in cov]),
+    }[model.covariance_type]()
+
+
+def plot_projection(model, X, path: str | Path, n_sample: int = 5000, seed: int = 0) -> Path:
+    """A uniform sample of rows projected on its first two principal axes,
+    coloured by component, with each component's 2-sigma covariance ellipse."""
+    from matplotlib.patches import Ellipse
+
+    from ._data import as_dataset
+    from ._init import sample_rows
+
+    data = as_dataset(X)
+    sample = sample_rows(data, n_sample, np.random.RandomState(seed))
+    centre = sample.mean(axis=0)
+    _, _, vt = np.linalg.svd(sample - centre, full_matrices=False)
+    axes = vt[:2].T if vt.shape[0] >= 2 else np.hstack([vt.T, np.zeros_like(vt.T)])
+    projected = (sample - centre) @ axes
+    labels = np.asarray(model.predict(sample))
+    plt, (fig, ax) = _figure()
+    colours = plt.get_cmap("tab10")
+    ax.scatter(projected[:, 0], projected[:, 1], c=[colours(l % 10) for l in labels], s=4, alpha=0.5)
+    for k, (mean, cov) in enumerate(zip(model.means_, _full_covariances(model))):
+        m2 = (mean - centre) @ axes
+        c2 = axes.T @ cov @ axes
+        values, vectors = np.linalg.eigh(c2)
+        angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
+        width, height = 2 * 2 * np.sqrt(np.maximum(values[::-1], 0))
+        ax.add_patch(Ellipse(m2, width, height, angle=angle, fill=False, color=colours(k % 10), lw=2))
+        ax.annotate(str(k), m2, ha="center", va="center", weight="bold")
+    ax.set_xlabel("principal axis 1")
+    ax.set_ylabel("principal axis 2")
+    ax.set_title(f"{sample.shape[0]:,} sampled rows, coloured by component")
+    return _save(plt, fig, Path(path))
