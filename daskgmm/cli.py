@@ -154,7 +154,7 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence is reported in the summary
-            with _phase(EXIT_FIT, DegenerateComponentError), _data_errors():
+            with _data_errors(), _phase(EXIT_FIT, DegenerateComponentError):
                 model.fit(X, callbacks=callbacks,
                           resume_from=cfg.checkpoint.path if resume else None)
         seconds = time.perf_counter() - started
@@ -324,7 +324,7 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
                 model = GaussianMixture(**params)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    with _phase(EXIT_FIT, DegenerateComponentError), _data_errors():
+                    with _data_errors(), _phase(EXIT_FIT, DegenerateComponentError):
                         model.fit(X)
                         total, n = model._total_loglik(X)
                 p = model._n_parameters()
@@ -491,3 +491,7 @@ def run() -> None:
         click.echo(f"daskgmm: unexpected error: {exc}", err=True)
         sys.exit(EXIT_BUG)
     sys.exit(EXIT_OK)
+
+
+if __name__ == "__main__":
+    run()

@@ -26,7 +26,7 @@ def security_from_config(config: ClusterConfig):
 
 
 @contextlib.contextmanager
-def connect(config: ClusterConfig, log: TextIO = sys.stderr) -> Iterator[object | None]:
+def connect(config: ClusterConfig, log: TextIO | None = None) -> Iterator[object | None]:
     """Yield a ``distributed.Client`` (or None for the embedded default) for the job.
 
     Clusters started here are closed on exit; a running scheduler is only
@@ -55,7 +55,7 @@ def connect(config: ClusterConfig, log: TextIO = sys.stderr) -> Iterator[object 
             cluster.scale(jobs=config.jobqueue.jobs)
             client = stack.enter_context(Client(cluster))
         if client.dashboard_link:
-            print(f"Dask dashboard: {client.dashboard_link}", file=log, flush=True)
+            print(f"Dask dashboard: {client.dashboard_link}", file=log or sys.stderr, flush=True)
         yield client
 
 

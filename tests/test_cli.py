@@ -1,0 +1,300 @@
+"""The daskgmm command end to end, its config errors and its exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+
+from daskgmm import load_model
+from daskgmm.cli import run
+from daskgmm.persistence import read_model_file
+
+
+def invoke(args, capsys) -> tuple[int, str, str]:
+    """Run the command in-process: exit code, stdout, stderr."""
+    argv = sys.argv
+    sys.argv = ["daskgmm", *map(str, args)]
+    try:
+        run()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def write_config(path: Path, **sections) -> Path:
+    path.write_text(yaml.safe_dump(sections))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "data.zarr"
+    from daskgmm.synthetic import make_mixture_zarr
+
+    make_mixture_zarr(path, 6000, 3, 3, chunk_rows=1000, seed=2, offset=100.0)
+    return path
+
+
+@pytest.fixture()
+def job(tmp_path, data_store) -> Path:
+    return write_config(
+        tmp_path / "job.yaml",
+        data={"path": str(data_store), "array": "X"},
+        model={"n_components": 3, "random_state": 0},
+        output={"model": str(tmp_path / "model.npz"), "predictions": str(tmp_path / "pred.zarr"),
+                "probabilities": True, "log_likelihood": True},
+        checkpoint={"path": str(tmp_path / "ckpt.npz")},
+    )
+
+
+def test_end_to_end_make_data_fit_predict_score_select_info_report(tmp_path, capsys):
+    store = tmp_path / "made.zarr"
+    code, out, _ = invoke(["make-data", store, "--n-samples", 4000, "--n-features", 2,
+                           "--n-components", 2, "--chunk-rows", 500, "--seed", 1], capsys)
+    assert code == 0 and "Wrote 4,000 x 2" in out
+    group = zarr.open_group(str(store), mode="r")
+    assert set(group.array_keys()) == {"X", "labels", "weights", "means", "covariances"}
+
+    config = write_config(
+        tmp_path / "job.yaml", data={"path": str(store), "array": "X"},
+        model={"n_components": 2, "random_state": 0},
+        output={"model": str(tmp_path / "m.npz"), "predictions": str(tmp_path / "p.zarr"),
+                "probabilities": True, "log_likelihood": True},
+        checkpoint={"path": str(tmp_path / "c.npz"), "interval": 1})
+    code, _, err = invoke(["fit", config, "--log-format", "json"], capsys)
+    assert code == 0, err
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert events[0]["event"] == "start" and events[-1]["event"] == "summary"
+    assert any(e["event"] == "iteration" for e in events)
+    summary = events[-1]
+    assert summary["converged"] and summary["iterations"] >= 1 and "bic" in summary
+    model = load_model(tmp_path / "m.npz")
+    assert (tmp_path / "c.npz").exists()
+
+    code, out, err = invoke(["predict", config], capsys)
+    assert code == 0, err
+    pred = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
+    X = group["X"][:]
+    np.testing.assert_array_equal(pred["labels"][:], model.predict(X))
+    np.testing.assert_allclose(pred["probabilities"][:], model.predict_proba(X), rtol=1e-12)
+    np.testing.assert_allclose(pred["log_likelihood"][:], model.score_samples(X), rtol=1e-12)
+    assert pred["labels"].chunks == (500,)
+
+    code, _, err = invoke(["score", config, "--log-format", "json"], capsys)
+    assert code == 0
+    scored = json.loads(err.strip().splitlines()[-1])
+    assert scored["log_likelihood"] == pytest.approx(model.score(X), rel=1e-12)
+    assert scored["bic"] == pytest.approx(model.bic(X), rel=1e-12)
+
+    code, out, err = invoke(["select", config, "--n-components", "1-3", "--covariance-types",
+                             "full,spherical", "--table", tmp_path / "sel.json",
+                             "--set", f"output.model={tmp_path / 'best.npz'}"], capsys)
+    assert code == 0, err
+    table = json.loads((tmp_path / "sel.json").read_text())
+    assert len(table) == 6
+    best = min(table, key=lambda r: r["bic"])
+    assert "<- best" in out
+    assert load_model(tmp_path / "best.npz").n_components == best["n_components"]
+
+    code, out, _ = invoke(["info", tmp_path / "best.npz", "--json"], capsys)
+    info = json.loads(out)
+    assert code == 0 and info["selection"]["criterion"] == "bic" and info["format_version"] == 1
+
+    code, out, _ = invoke(["report", tmp_path / "best.npz", "--data", store, "--array", "X",
+                           "--out-dir", tmp_path / "report"], capsys)
+    assert code == 0
+    for name in ("log_likelihood.png", "selection.png", "projection.png"):
+        png = (tmp_path / "report" / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, name
+
+
+def test_every_subcommand_has_help_with_examples(capsys):
+    for command in ("fit", "predict", "score", "select", "make-data", "info", "report"):
+        code, out, _ = invoke([command, "--help"], capsys)
+        assert code == 0 and "Examples:" in out, command
+
+
+def test_command_line_overrides_config_values(job, capsys, tmp_path):
+    code, _, err = invoke(["fit", job, "--set", "model.n_components=2",
+                           "--set", "model.covariance_type=diag"], capsys)
+    assert code == 0, err
+    model = load_model(tmp_path / "model.npz")
+    assert model.n_components == 2 and model.covariance_type == "diag"
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"data": {"path": "x.zarr"}, "modle": {}}, "modle: unknown key (allowed here: data, model"),
+        ({"data": {"path": "x.zarr"}, "model": {"n_componets": 3}}, "model.n_componets: unknown key"),
+        ({"data": {"path": "x.zarr"}, "model": {"n_components": 0}},
+         "model.n_components: Input should be greater than or equal to 1 (got 0)"),
+        ({"data": {"path": "x.zarr"}, "model": {"tol": "small"}}, "model.tol: Input should be a valid number"),
+        ({"data": {"path": "x.zarr"}, "model": {"covariance_type": "ful"}},
+         "Input should be 'full', 'tied', 'diag' or 'spherical' (got 'ful')"),
+        ({"model": {"n_components": 2}}, "data: Field required"),
+        ({"data": {"path": "x.zarr"}, "cluster": {"kind": "address"}}, "needs cluster.address"),
+        ({"data": {"path": "x.zarr"}, "cluster": {"kind": "address", "address": "http://a:1"}},
+         "must start with tcp:// or tls://"),
+        ({"data": {"path": "x.zarr"}, "cluster": {"kind": "address", "address": "tls://a:1"}},
+         "needs cluster.tls"),
+        ({"data": {"path": "x.zarr"}, "checkpoint": {"path": "c.npz", "interval": 0}},
+         "checkpoint.interval: Input should be greater than or equal to 1"),
+    ],
+)
+def test_each_config_error_gives_its_message(tmp_path, capsys, sections, message):
+    config = write_config(tmp_path / "bad.yaml", **sections)
+    code, _, err = invoke(["fit", config], capsys)
+    assert code == 2
+    assert message in err
+
+
+def test_unreadable_config_files(tmp_path, capsys):
+    code, _, err = invoke(["fit", tmp_path / "missing.yaml"], capsys)
+    assert code == 2 and "No config file" in err
+    (tmp_path / "broken.yaml").write_text("data: [unclosed")
+    code, _, err = invoke(["fit", tmp_path / "broken.yaml"], capsys)
+    assert code == 2 and "not valid YAML" in err
+    (tmp_path / "python.yaml").write_text("data: !!python/object/apply:os.system ['echo pwned']")
+    code, _, err = invoke(["fit", tmp_path / "python.yaml"], capsys)
+    assert code == 2 and "not valid YAML" in err
+
+
+def test_exit_codes(tmp_path, capsys, job, data_store):
+    # 3: the data are not there.
+    missing = write_config(tmp_path / "missing.yaml", data={"path": str(tmp_path / "none.zarr")},
+                           output={"model": str(tmp_path / "x.npz")})
+    code, _, err = invoke(["fit", missing], capsys)
+    assert code == 3 and "No Zarr" in err
+    # 4: not converged, with the opt-in flag.
+    code, _, err = invoke(["fit", job, "--set", "model.max_iter=1", "--set", "model.tol=0",
+                           "--fail-on-no-convergence"], capsys)
+    assert code == 4 and "did not converge" in err
+    # 5: the output exists and overwriting was not asked for.
+    code, _, err = invoke(["fit", job], capsys)
+    assert code == 5 and "exists" in err
+    code, _, _ = invoke(["fit", job, "--overwrite"], capsys)
+    assert code == 0
+    # 4: a degenerate component.
+    X = np.concatenate([np.random.default_rng(0).normal(size=(50, 2)), np.full((10, 2), 50.0)])
+    zarr.create_array(str(tmp_path / "degenerate.zarr"), data=X, chunks=(20, 2))
+    degenerate = write_config(
+        tmp_path / "degenerate.yaml", data={"path": str(tmp_path / "degenerate.zarr")},
+        model={"n_components": 2, "reg_covar": 0.0, "means_init": [[0.0, 0.0], [50.0, 50.0]],
+               "weights_init": [0.5, 0.5], "precisions_init": [[[1, 0], [0, 1]], [[1, 0], [0, 1]]]},
+        output={"model": str(tmp_path / "d.npz")})
+    code, _, err = invoke(["fit", degenerate], capsys)
+    assert code == 4 and "component 1" in err and "reg_covar" in err
+
+
+def test_saved_loaded_and_exported_models_predict_exactly_the_same(job, capsys, tmp_path, data_store):
+    assert invoke(["fit", job], capsys)[0] == 0
+    X = zarr.open_group(str(data_store), mode="r")["X"][:]
+    fitted = load_model(tmp_path / "model.npz")
+    from daskgmm import save_model
+
+    save_model(fitted, tmp_path / "again.npz")
+    reloaded = load_model(tmp_path / "again.npz")
+    exported = reloaded.to_sklearn()
+    np.testing.assert_array_equal(reloaded.predict_proba(X), fitted.predict_proba(X))
+    np.testing.assert_array_equal(exported.predict(X), fitted.predict(X))
+    np.testing.assert_allclose(exported.predict_proba(X), fitted.predict_proba(X), rtol=1e-12,
+                               atol=1e-300)
+
+
+def _daskgmm(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "daskgmm.cli", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def test_fit_killed_with_sigkill_resumes_to_the_identical_model(tmp_path, data_store, capsys):
+    from daskgmm.synthetic import make_mixture_zarr
+
+    store = make_mixture_zarr(tmp_path / "slow.zarr", 200_000, 6, 6, chunk_rows=20_000, seed=4,
+                              separation=1.0)
+    sections = dict(data={"path": str(store), "array": "X"},
+                    model={"n_components": 6, "random_state": 0, "tol": 0, "max_iter": 25,
+                           "init_params": "random_from_data"},
+                    output={"model": str(tmp_path / "full.npz")},
+                    checkpoint={"path": str(tmp_path / "full-ckpt.npz")})
+    uninterrupted = write_config(tmp_path / "full.yaml", **sections)
+    assert invoke(["fit", uninterrupted], capsys)[0] == 0
+
+    sections["output"] = {"model": str(tmp_path / "resumed.npz")}
+    sections["checkpoint"] = {"path": str(tmp_path / "ckpt.npz")}
+    killed = write_config(tmp_path / "killed.yaml", **sections)
+    process = _daskgmm("fit", killed)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (tmp_path / "ckpt.npz").exists():
+            _, meta = read_model_file(tmp_path / "ckpt.npz")
+            if meta["checkpoint"]["n_iter"] >= 3:
+                break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    assert process.returncode == -signal.SIGKILL
+    assert not (tmp_path / "resumed.npz").exists()
+    _, meta = read_model_file(tmp_path / "ckpt.npz")
+    assert 3 <= meta["checkpoint"]["n_iter"] < 25
+
+    code, _, err = invoke(["fit", killed, "--resume"], capsys)
+    assert code == 0, err
+    full, _ = read_model_file(tmp_path / "full.npz")
+    resumed, _ = read_model_file(tmp_path / "resumed.npz")
+    for name, array in full.items():
+        np.testing.assert_array_equal(resumed[name], array, err_msg=name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_fit_against_dask_scheduler_and_workers_started_by_the_dask_command(job, tmp_path, capsys):
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen(["dask", "worker", address, "--nthreads", "1",
+                                           "--no-dashboard", "--memory-limit", "1GiB"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=60)
+            code, _, err = invoke(["fit", job, "--set", "cluster.kind=address",
+                                   "--set", f"cluster.address={address}",
+                                   "--set", f"output.model={tmp_path / 'remote.npz'}"], capsys)
+            assert code == 0, err
+            prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+            assert any(p.startswith("gmm-estep") for p in prefixes)
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+    assert invoke(["fit", job], capsys)[0] == 0
+    remote = load_model(tmp_path / "remote.npz")
+    local = load_model(tmp_path / "model.npz")
+    np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-12)
+    np.testing.assert_allclose(remote.covariances_, local.covariances_, rtol=1e-12)
+    assert remote.lower_bound_ == pytest.approx(local.lower_bound_, rel=1e-14)
