@@ -298,3 +298,35 @@ def test_fit_against_dask_scheduler_and_workers_started_by_the_dask_command(job,
     np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-12)
     np.testing.assert_allclose(remote.covariances_, local.covariances_, rtol=1e-12)
     assert remote.lower_bound_ == pytest.approx(local.lower_bound_, rel=1e-14)
+
+
+def test_fit_on_a_local_cluster_started_from_the_config_prints_the_dashboard(job, capsys, tmp_path):
+    code, _, err = invoke(["fit", job, "--set", "cluster.kind=local", "--set", "cluster.n_workers=2",
+                           "--set", "cluster.memory_limit=1GiB"], capsys)
+    assert code == 0, err
+    assert "Dask dashboard: http" in err
+    assert "workers=2" in err
+
+
+def test_fit_over_tls_with_certificates_from_the_config(job, capsys, tmp_path):
+    from distributed import Client, LocalCluster
+    from distributed.security import Security
+
+    security = Security.temporary()
+    paths = {}
+    for key, pem in (("ca_file", security.tls_ca_file), ("cert_file", security.tls_client_cert),
+                     ("key_file", security.tls_client_key)):
+        paths[key] = tmp_path / f"{key}.pem"
+        paths[key].write_text(pem)
+    with LocalCluster(n_workers=1, threads_per_worker=1, security=security, protocol="tls://",
+                      dashboard_address=None, processes=False) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://")
+        code, _, err = invoke(["fit", job, "--set", "cluster.kind=address",
+                               "--set", f"cluster.address={address}",
+                               "--set", "cluster.tls={" + ", ".join(
+                                   f"{k}: {v}" for k, v in paths.items()) + "}"], capsys)
+        assert code == 0, err
+        # A client without the certificates is refused.
+        with pytest.raises((OSError, TypeError, ValueError)):
+            Client(address, timeout="3s")
