@@ -143,6 +143,8 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
                        cfg.data.allow_missing_chunks, cfg.data.storage_options)
         with _phase(EXIT_CONFIG, ValueError, TypeError):
             model = GaussianMixture(**cfg.model.model_dump())
+            model._validate_params()
+            model._check_initial_parameters(X.shape[1])
         callbacks = [ProgressLog(sys.stderr, log_format)]
         if cfg.checkpoint is not None:
             callbacks.append(Checkpoint(cfg.checkpoint.path, cfg.checkpoint.interval))

@@ -163,6 +163,12 @@ def test_each_config_error_gives_its_message(tmp_path, capsys, sections, message
     assert message in err
 
 
+def test_initial_parameters_that_do_not_fit_the_data_are_config_errors(job, capsys):
+    code, _, err = invoke(["fit", job, "--set", "model.means_init=[[0, 0], [1, 1], [2, 2]]"], capsys)
+    assert code == 2
+    assert "'means' should have the shape of (3, 3), but got (3, 2)" in err
+
+
 def test_unreadable_config_files(tmp_path, capsys):
     code, _, err = invoke(["fit", tmp_path / "missing.yaml"], capsys)
     assert code == 2 and "No config file" in err
