@@ -22,6 +22,53 @@ class MissingChunksError(ValueError):
     """A Zarr array has chunks that were never written."""
 
 
+class CorruptChunkError(ValueError):
+    """A Zarr chunk could not be read or decoded (a checksum mismatch, say)."""
+
+
+def missing_chunk_indices(array: zarr.Array, limit: int = 10) -> list[tuple[int, ...]]:
+    """Grid indices of up to ``limit`` chunks that were never written."""
+    import itertools
+
+    from zarr.core.sync import sync
+
+    grid = [range(-(-n // c)) for n, c in zip(array.shape, array.chunks)]
+    missing = []
+    for index in itertools.product(*grid):
+        key = array.metadata.encode_chunk_key(index)
+        if not sync((array.store_path / key).exists()):
+            missing.append(index)
+            if len(missing) >= limit:
+                break
+    return missing
+
+
+class ZarrRowReader:
+    """Array-like view of a 2-D Zarr array for ``dask.array.from_array``.
+
+    Reads go through zarr as usual; an error while reading or decoding a
+    chunk (a checksum mismatch, a truncated file) is re-raised as
+    :class:`CorruptChunkError` naming the array and the rows.
+    """
+
+    def __init__(self, array: zarr.Array):
+        self.array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.ndim = array.ndim
+
+    def __getitem__(self, selection):
+        try:
+            return self.array[selection]
+        except Exception as exc:
+            rows = selection[0] if isinstance(selection, tuple) else selection
+            where = f"rows {rows.start}-{rows.stop - 1}" if isinstance(rows, slice) else f"rows {rows}"
+            raise CorruptChunkError(
+                f"Could not read {where} of the Zarr array {self.array.store_path}: "
+                f"{type(exc).__name__}: {exc}. The chunk is corrupt or unreadable."
+            ) from exc
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Validated input: a float dask array chunked by rows only.
@@ -99,11 +146,17 @@ def check_zarr_complete(array: zarr.Array, allow_missing_chunks: bool = False) -
         return
     missing = array.nchunks - array.nchunks_initialized
     if missing > 0:
+        where = []
+        for index in missing_chunk_indices(array):
+            start = index[0] * array.chunks[0]
+            stop = min(start + array.chunks[0], array.shape[0])
+            where.append(f"chunk {index} (rows {start}-{stop - 1})")
+        more = ", ..." if missing > len(where) else ""
         raise MissingChunksError(
             f"The Zarr array {array.store_path} has {missing} of {array.nchunks} chunks "
-            "missing (never written); zarr would read them as the fill value "
-            f"{array.fill_value!r}. Pass allow_missing_chunks=True if the writer skipped "
-            "chunks that were all fill value on purpose."
+            f"missing (never written): {', '.join(where)}{more}. Zarr would read them as "
+            f"the fill value {array.fill_value!r}. Pass allow_missing_chunks=True if the "
+            "writer skipped chunks that were all fill value on purpose."
         )
 
 
@@ -158,7 +211,11 @@ def as_dataset(
         _check_shape(X.shape, "the Zarr array")
         _check_dtype(X.dtype, "the Zarr array")
         check_zarr_complete(X, allow_missing_chunks)
-        array = da.from_zarr(X)
+        from dask.base import tokenize
+
+        name = "zarr-" + tokenize(str(X.store_path), X.shape, X.chunks, str(X.dtype))
+        array = da.from_array(ZarrRowReader(X), chunks=X.chunks, name=name, asarray=True,
+                              fancy=False, lock=False)
         return Dataset(_rows_only(_as_float(array)), in_memory=False)
     if isinstance(X, da.Array):
         _check_shape(X.shape, "the dask array")

@@ -29,6 +29,10 @@ ChunkFn = Callable[[np.ndarray, Any, int], dict]
 CombineFn = Callable[[list[dict]], dict]
 
 
+class WorkerLostError(RuntimeError):
+    """A pass's task kept killing the workers that ran it."""
+
+
 @functools.cache
 def _threadpool_controller() -> ThreadpoolController:
     return ThreadpoolController()
@@ -104,5 +108,14 @@ def run_pass(
 ) -> dict:
     """Compute one pass on the current scheduler (a distributed client if there is one)."""
     graph = pass_graph(data, chunk_fn, params, name=name, split_every=split_every, combine=combine)
-    (result,) = dask.compute(graph)
+    try:
+        (result,) = dask.compute(graph)
+    except Exception as exc:
+        if type(exc).__name__ != "KilledWorker":
+            raise
+        raise WorkerLostError(
+            f"A task of the pass {name!r} killed a worker each time it ran and was given up "
+            f"after distributed's allowed-failures retries ({exc}). A chunk may need more "
+            "memory than a worker has: use smaller chunks or give workers more memory."
+        ) from exc
     return result

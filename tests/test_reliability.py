@@ -1,0 +1,124 @@
+"""Reliability and security: data that are not what they seem, failures, safe loading."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+from daskgmm import GaussianMixture, ModelFileError, load_model, open_zarr_array, save_model
+from daskgmm._data import CorruptChunkError, MissingChunksError, as_dataset
+from daskgmm.synthetic import make_mixture_zarr
+
+from .conftest import mixture_data
+
+
+@pytest.fixture()
+def store(tmp_path) -> Path:
+    return make_mixture_zarr(tmp_path / "data.zarr", 2000, 2, 2, chunk_rows=200, seed=1)
+
+
+def test_missing_chunks_are_refused_naming_how_many_and_where(tmp_path):
+    arr = zarr.create_array(str(tmp_path / "holes.zarr"), shape=(100, 2), chunks=(10, 2), dtype="f8")
+    arr[:30] = 1.0
+    arr[50:] = 2.0
+    with pytest.raises(MissingChunksError, match=r"2 of 10 chunks missing.*chunk \(3, 0\) \(rows 30-39\), "
+                       r"chunk \(4, 0\) \(rows 40-49\).*allow_missing_chunks=True"):
+        GaussianMixture(2).fit(arr)
+    # The explicit opt-in reads them as the fill value.
+    opted_in = as_dataset(arr, allow_missing_chunks=True).array
+    assert GaussianMixture(2, random_state=0).fit(opted_in).converged_
+
+
+def test_daskgmm_writers_store_every_chunk_with_a_checksum(store):
+    X = zarr.open_array(str(store / "X"), mode="r")
+    assert X.nchunks_initialized == X.nchunks
+    assert any(type(c).__name__ == "Crc32cCodec" for c in X.metadata.codecs[1:] + X.compressors)
+
+
+def test_a_corrupted_chunk_raises_an_error_naming_the_chunk(store):
+    chunk = sorted(glob.glob(str(store / "X" / "c" / "*" / "*")))[3]
+    data = bytearray(Path(chunk).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    Path(chunk).write_bytes(bytes(data))
+    with pytest.raises(CorruptChunkError, match=r"rows 600-799 .*checksum"):
+        GaussianMixture(2, random_state=0).fit(open_zarr_array(store, "X"))
+
+
+def test_a_crafted_pickle_model_file_is_refused_without_running_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.npz"
+    np.savez(evil, __metadata__=np.frombuffer(json.dumps({
+        "format": "daskgmm-model", "format_version": 1, "estimator": "daskgmm.GaussianMixture",
+    }).encode(), dtype=np.uint8), weights=np.array([Exploit()], dtype=object),
+        means=np.zeros((1, 1)), covariances=np.ones((1, 1, 1)),
+        precisions_cholesky=np.ones((1, 1, 1)), lower_bounds=np.zeros(1))
+    with pytest.raises(ModelFileError):
+        load_model(evil)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not-a-zip", "newer-version", "other-estimator"])
+def test_bad_model_files_get_a_clear_error(tmp_path, damage):
+    model = GaussianMixture(2, random_state=0).fit(mixture_data(n_components=2))
+    path = save_model(model, tmp_path / "m.npz")
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+        match = "not a readable daskgmm model"
+    elif damage == "not-a-zip":
+        path.write_text("hello")
+        match = "not a readable daskgmm model"
+    else:
+        with zipfile.ZipFile(path) as z:
+            arrays = {n[:-4]: np.load(z.open(n)) for n in z.namelist()}
+        meta = json.loads(arrays["__metadata__"].tobytes())
+        if damage == "newer-version":
+            meta["format_version"] = 99
+            match = "format version 99; this daskgmm reads versions up to 1"
+        else:
+            meta["estimator"] = "sklearn.cluster.KMeans"
+            match = "not a daskgmm.GaussianMixture model"
+        arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        np.savez(path, **arrays)
+    with pytest.raises(ModelFileError, match=match):
+        load_model(path)
+
+
+def _kill_own_process(block):
+    os.kill(os.getpid(), signal.SIGKILL)
+    return block
+
+
+def test_a_task_that_keeps_killing_its_workers_fails_the_fit_clearly(X_offset):
+    import dask
+    from distributed import Client, LocalCluster
+
+    from daskgmm._passes import WorkerLostError
+
+    X = da.from_array(X_offset, chunks=(300, -1))
+    poisoned = da.concatenate([X[:900], X[900:].map_blocks(_kill_own_process, dtype=X.dtype, meta=np.empty((0, 0)))])
+    init = {"weights_init": np.full(3, 1 / 3), "means_init": X_offset[[0, 400, 800]],
+            "precisions_init": np.tile(np.eye(3), (3, 1, 1))}
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                          memory_limit="1GiB") as cluster, Client(cluster):
+            started = time.monotonic()
+            with pytest.raises(WorkerLostError, match="killed a worker each time.*allowed-failures"):
+                GaussianMixture(3, **init).fit(poisoned)
+            assert time.monotonic() - started < 120
