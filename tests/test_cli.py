@@ -227,40 +227,49 @@ def _daskgmm(*args, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
-def test_fit_killed_with_sigkill_resumes_to_the_identical_model(tmp_path, data_store, capsys):
+@pytest.fixture(scope="module")
+def slow_job(tmp_path_factory):
+    """A fit of 25 iterations (tol=0) and its uninterrupted result."""
     from daskgmm.synthetic import make_mixture_zarr
 
-    store = make_mixture_zarr(tmp_path / "slow.zarr", 200_000, 6, 6, chunk_rows=20_000, seed=4,
+    tmp = tmp_path_factory.mktemp("slow")
+    store = make_mixture_zarr(tmp / "slow.zarr", 200_000, 6, 6, chunk_rows=20_000, seed=4,
                               separation=1.0)
     sections = dict(data={"path": str(store), "array": "X"},
                     model={"n_components": 6, "random_state": 0, "tol": 0, "max_iter": 25,
                            "init_params": "random_from_data"},
-                    output={"model": str(tmp_path / "full.npz")},
-                    checkpoint={"path": str(tmp_path / "full-ckpt.npz")})
-    uninterrupted = write_config(tmp_path / "full.yaml", **sections)
-    assert invoke(["fit", uninterrupted], capsys)[0] == 0
+                    output={"model": str(tmp / "full.npz")},
+                    checkpoint={"path": str(tmp / "full-ckpt.npz")})
+    config = write_config(tmp / "full.yaml", **sections)
+    subprocess.run([sys.executable, "-m", "daskgmm.cli", "fit", str(config)], check=True,
+                   capture_output=True)
+    full, _ = read_model_file(tmp / "full.npz")
+    return sections, full
 
-    sections["output"] = {"model": str(tmp_path / "resumed.npz")}
-    sections["checkpoint"] = {"path": str(tmp_path / "ckpt.npz")}
+
+@pytest.mark.parametrize("kill_after", [1, 6, 14])
+def test_fit_killed_with_sigkill_resumes_to_the_identical_model(tmp_path, slow_job, capsys, kill_after):
+    sections, full = slow_job
+    sections = {**sections, "output": {"model": str(tmp_path / "resumed.npz")},
+                "checkpoint": {"path": str(tmp_path / "ckpt.npz")}}
     killed = write_config(tmp_path / "killed.yaml", **sections)
     process = _daskgmm("fit", killed)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         if (tmp_path / "ckpt.npz").exists():
             _, meta = read_model_file(tmp_path / "ckpt.npz")
-            if meta["checkpoint"]["n_iter"] >= 3:
+            if meta["checkpoint"]["n_iter"] >= kill_after:
                 break
-        time.sleep(0.05)
+        time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait(30)
     assert process.returncode == -signal.SIGKILL
     assert not (tmp_path / "resumed.npz").exists()
     _, meta = read_model_file(tmp_path / "ckpt.npz")
-    assert 3 <= meta["checkpoint"]["n_iter"] < 25
+    assert kill_after <= meta["checkpoint"]["n_iter"] < 25
 
     code, _, err = invoke(["fit", killed, "--resume"], capsys)
     assert code == 0, err
-    full, _ = read_model_file(tmp_path / "full.npz")
     resumed, _ = read_model_file(tmp_path / "resumed.npz")
     for name, array in full.items():
         np.testing.assert_array_equal(resumed[name], array, err_msg=name)

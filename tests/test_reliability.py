@@ -122,3 +122,100 @@ def test_a_task_that_keeps_killing_its_workers_fails_the_fit_clearly(X_offset):
             with pytest.raises(WorkerLostError, match="killed a worker each time.*allowed-failures"):
                 GaussianMixture(3, **init).fit(poisoned)
             assert time.monotonic() - started < 120
+
+
+# --------------------------------------------------------------------------
+# Worker loss
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loss_store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("loss") / "data.zarr"
+    return make_mixture_zarr(path, 300_000, 8, 4, chunk_rows=10_000, seed=7, separation=1.5)
+
+
+def _loss_fit(store):
+    X = open_zarr_array(store, "X")
+    means = open_zarr_array(store, "means")[:]
+    init = {"weights_init": np.full(4, 0.25), "means_init": means + 0.5,
+            "precisions_init": np.tile(np.eye(8), (4, 1, 1))}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GaussianMixture(4, tol=0, max_iter=12, split_every=4, **init).fit(X)
+
+
+def _fit_while_killing_a_worker(client, store, delay):
+    import threading
+
+    pids = list(client.run(os.getpid).values())
+    killed = []
+
+    def kill():
+        time.sleep(delay)
+        os.kill(pids[0], signal.SIGKILL)
+        killed.append(time.monotonic())
+
+    thread = threading.Thread(target=kill)
+    started = time.monotonic()
+    thread.start()
+    model = _loss_fit(store)
+    finished = time.monotonic()
+    thread.join()
+    assert killed and killed[0] < finished, "the kill came after the fit: make the fit longer"
+    assert killed[0] - started >= delay
+    return model
+
+
+def _assert_same_fit(model, reference):
+    assert model.n_iter_ == reference.n_iter_
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_allclose(getattr(model, attr), getattr(reference, attr), rtol=1e-12)
+    np.testing.assert_allclose(model.lower_bounds_, reference.lower_bounds_, rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def undisturbed(loss_store):
+    import dask
+
+    with dask.config.set(scheduler="threads"):
+        return _loss_fit(loss_store)
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.5])
+def test_killing_a_worker_mid_fit_does_not_change_the_result(loss_store, undisturbed, delay):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                      memory_limit="1GiB") as cluster, Client(cluster) as client:
+        model = _fit_while_killing_a_worker(client, loss_store, delay)
+    _assert_same_fit(model, undisturbed)
+
+
+def test_killing_a_worker_started_by_the_dask_command(loss_store, undisturbed):
+    import socket
+
+    from distributed import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen(["dask", "worker", address, "--nthreads", "1", "--nanny",
+                                           "--no-dashboard", "--memory-limit", "1GiB"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=60)
+            model = _fit_while_killing_a_worker(client, loss_store, 1.0)
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+    _assert_same_fit(model, undisturbed)
