@@ -208,7 +208,10 @@ def _cluster_of(cfg):
 @click.option("--probabilities/--no-probabilities", default=None, help="Also write component probabilities.")
 @click.option("--log-likelihood/--no-log-likelihood", default=None, help="Also write per-sample log-likelihood.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing prediction store.")
-def predict(config, overrides, model_path, data_path, array, out, probabilities, log_likelihood, overwrite):
+@click.option("--shard-rows", type=click.IntRange(min=1), default=None,
+              help="Write sharded arrays with this many rows per shard (default: output.shard_rows).")
+def predict(config, overrides, model_path, data_path, array, out, probabilities, log_likelihood, overwrite,
+            shard_rows):
     """Write labels (and optionally probabilities, log-likelihoods) to a Zarr store.
 
     \b
@@ -230,7 +233,8 @@ def predict(config, overrides, model_path, data_path, array, out, probabilities,
         with _phase(EXIT_OUTPUT, FileExistsError), _data_errors():
             write_predictions(model, X, out, probabilities=pick(probabilities, "probabilities"),
                               log_likelihood=pick(log_likelihood, "log_likelihood"),
-                              overwrite=pick(overwrite, "overwrite"))
+                              overwrite=pick(overwrite, "overwrite"),
+                              shard_rows=shard_rows or (cfg.output.shard_rows if cfg else None))
     click.echo(f"Wrote predictions for {X.shape[0]:,} rows to {out} in "
                f"{time.perf_counter() - started:.1f} s")
 

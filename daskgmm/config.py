@@ -101,6 +101,7 @@ class OutputConfig(_Section):
     probabilities: bool = False
     log_likelihood: bool = False
     overwrite: bool = False
+    shard_rows: Annotated[int, Field(ge=1)] | None = Field(None, description="rows per shard of the prediction arrays (None: not sharded)")
 
 
 class CheckpointConfig(_Section):

@@ -60,6 +60,14 @@ def _regular_rows(array: da.Array) -> da.Array:
     return array.rechunk({0: rows[0]})
 
 
+def _largest_divisor_at_most(n: int, limit: int) -> int:
+    """The largest divisor of ``n`` not above ``limit``: inner chunks must tile a shard."""
+    for d in range(min(n, max(limit, 1)), 0, -1):
+        if n % d == 0:
+            return d
+    return 1
+
+
 def write_predictions(
     model,
     X: da.Array,
@@ -68,27 +76,44 @@ def write_predictions(
     probabilities: bool = False,
     log_likelihood: bool = False,
     overwrite: bool = False,
+    shard_rows: int | None = None,
 ) -> Path:
     """Write ``labels`` (and optionally ``probabilities``, ``log_likelihood``) to a Zarr group.
 
     One pass over ``X``: the arrays are computed together, chunk by chunk, with
     chunks aligned to ``X``'s rows. Written to a temporary store and moved into
     place when complete; every chunk carries a checksum.
+
+    With ``shard_rows``, the arrays are sharded: ``shard_rows`` rows per shard
+    file, holding inner chunks of about ``X``'s chunk size. The dask arrays
+    are then rechunked to whole shards first: two tasks writing parts of one
+    shard would overwrite each other's rows without any error (dask/dask#12583).
     """
     outputs = {"labels": model.predict(X)}
     if probabilities:
         outputs["probabilities"] = model.predict_proba(X)
     if log_likelihood:
         outputs["log_likelihood"] = model.score_samples(X)
-    outputs = {name: _regular_rows(array) for name, array in outputs.items()}
+    if shard_rows is None:
+        outputs = {name: _regular_rows(array) for name, array in outputs.items()}
+        inner_rows = None
+    else:
+        if shard_rows < 1:
+            raise ValueError(f"shard_rows must be at least 1, got {shard_rows}.")
+        inner_rows = _largest_divisor_at_most(shard_rows, X.chunks[0][0])
+        outputs = {name: array.rechunk({0: shard_rows}) for name, array in outputs.items()}
     with atomic_directory(path, overwrite) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         group.attrs.update({"producer": "daskgmm", "n_components": int(model.n_components)})
         targets = []
         for name, array in outputs.items():
             chunks = tuple(c[0] for c in array.chunks)
+            shards = None
+            if inner_rows is not None:
+                shards, chunks = chunks, (inner_rows, *chunks[1:])
             targets.append(group.create_array(name, shape=array.shape, dtype=array.dtype,
-                                              chunks=chunks, compressors=checksummed_compressors()))
+                                              chunks=chunks, shards=shards,
+                                              compressors=checksummed_compressors()))
         # One graph for all outputs, so each chunk of X is read once for all of them.
         dask.compute(da.store(list(outputs.values()), targets, lock=False, compute=False))
     return Path(path)

@@ -219,3 +219,78 @@ def test_killing_a_worker_started_by_the_dask_command(loss_store, undisturbed):
         for proc in procs:
             proc.wait(30)
     _assert_same_fit(model, undisturbed)
+
+
+# --------------------------------------------------------------------------
+# Atomic outputs
+# --------------------------------------------------------------------------
+
+
+def test_a_killed_predict_never_damages_the_previous_prediction_store(tmp_path):
+    import yaml
+
+    store = make_mixture_zarr(tmp_path / "data.zarr", 1_500_000, 8, 5, chunk_rows=50_000, seed=3)
+    X = open_zarr_array(store, "X")
+    model = GaussianMixture(5, random_state=0, max_iter=3, init_params="random_from_data").fit(
+        da.from_zarr(X)[:20_000])
+    save_model(model, tmp_path / "m.npz")
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"path": str(store), "array": "X"},
+        "output": {"model": str(tmp_path / "m.npz"), "predictions": str(tmp_path / "pred.zarr"),
+                   "probabilities": True, "log_likelihood": True, "overwrite": True}}))
+    cmd = [sys.executable, "-m", "daskgmm.cli", "predict", str(config)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    good = zarr.open_group(str(tmp_path / "pred.zarr"), mode="r")
+    good_labels = good["labels"][:]
+    good_proba_head = good["probabilities"][:1000]
+
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        partial = glob.glob(str(tmp_path / ".pred.zarr.tmp-*" / "probabilities" / "c" / "*"))
+        if len(partial) >= 3:
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "predict finished before it could be killed: use more data"
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+
+    after = zarr.open_group(str(tmp_path / "pred.zarr"), mode="r")
+    np.testing.assert_array_equal(after["labels"][:], good_labels)
+    np.testing.assert_array_equal(after["probabilities"][:1000], good_proba_head)
+    assert after["labels"].nchunks_initialized == after["labels"].nchunks
+
+
+def test_a_failed_model_write_keeps_the_previous_file(tmp_path):
+    from daskgmm.persistence import atomic_write_bytes
+
+    path = tmp_path / "m.npz"
+    model = GaussianMixture(2, random_state=0).fit(mixture_data(n_components=2))
+    save_model(model, path)
+    before = path.read_bytes()
+
+    def half_then_fail(f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(path, half_then_fail)
+    assert path.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [path]  # no temporary left behind
+
+
+@pytest.mark.parametrize(("dask_rows", "shard_rows"), [(700, 500), (300, 1000), (1000, 250), (123, 200)])
+def test_sharded_predictions_keep_every_row_when_chunks_and_shards_do_not_line_up(
+        tmp_path, X_offset, dask_rows, shard_rows):
+    from daskgmm.outputs import write_predictions
+
+    X = np.concatenate([X_offset] * 3)  # 3,600 rows
+    model = GaussianMixture(3, random_state=0).fit(X_offset)
+    write_predictions(model, da.from_array(X, chunks=(dask_rows, -1)), tmp_path / "p.zarr",
+                      probabilities=True, log_likelihood=True, shard_rows=shard_rows)
+    group = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
+    assert group["labels"].shards == (shard_rows,)
+    np.testing.assert_array_equal(group["labels"][:], model.predict(X))
+    np.testing.assert_allclose(group["probabilities"][:], model.predict_proba(X), rtol=1e-12)
+    np.testing.assert_allclose(group["log_likelihood"][:], model.score_samples(X), rtol=1e-12)
