@@ -213,15 +213,28 @@ def _squared_mahalanobis(X: np.ndarray, params: GMMParams) -> np.ndarray:
         for k in range(means.shape[0]):
             zk = z - shifts[k]
             out[:, k] = np.einsum("ij,ij->i", zk, zk)
-    elif cov_type == "diag":
-        for k, (mu, p) in enumerate(zip(means, prec_chol)):
-            z = (X - mu) * p
-            out[:, k] = np.einsum("ij,ij->i", z, z)
     else:
-        for k, (mu, p) in enumerate(zip(means, prec_chol)):
-            y = X - mu
-            out[:, k] = np.einsum("ij,ij->i", y, y) * p**2
+        # diag / spherical: one pair of matrix products for all components,
+        # expanded about the centre c of the means (not about zero):
+        # sum_d p_kd^2 (y_d - m_kd)^2 = y^2 . p_k^2 - 2 y . (m_k p_k^2) + m_k^2 . p_k^2
+        # with y = x - c, m_k = mu_k - c. The terms are of the size of the
+        # distance to c in standard deviations, so the rounding error stays
+        # near eps * (that distance)^2, whatever the offset of the data.
+        centre = _global_centre(means)
+        y = X - centre
+        m = means - centre
+        p2 = _diagonal_precisions(prec_chol, cov_type, X.shape[1])
+        out[:] = (y * y) @ p2.T
+        out -= 2.0 * (y @ (m * p2).T)
+        out += np.einsum("kd,kd->k", m * m, p2)
     return out
+
+
+def _diagonal_precisions(prec_chol: np.ndarray, cov_type: str, n_features: int) -> np.ndarray:
+    """Per-feature precisions (K, D) of diag or spherical components."""
+    if cov_type == "diag":
+        return prec_chol**2
+    return np.repeat((prec_chol**2)[:, None], n_features, axis=1)
 
 
 def estimate_log_gaussian_prob(X: np.ndarray, params: GMMParams) -> np.ndarray:
@@ -335,14 +348,23 @@ def shifted_moments(
     stats = empty_stats(n_components, n_features, covariance_type)
     stats["n"] = np.float64(X.shape[0])
     stats["nk"] = resp.sum(axis=0)
+    if covariance_type in ("diag", "spherical"):
+        # Matrix products about the centre c of the centres, then shifted to
+        # each c_k exactly: with y = x - c and m_k = c_k - c,
+        # s1_k = R^T y - N_k m_k,  s2_k = R^T y^2 - 2 m_k R^T y + N_k m_k^2.
+        centre = _global_centre(centres)
+        y = X - centre
+        m = centres - centre
+        ry = resp.T @ y
+        stats["s1"] = ry - stats["nk"][:, None] * m
+        stats["s2"] = resp.T @ (y * y) - 2.0 * m * ry + stats["nk"][:, None] * m * m
+        return stats
     for k in range(n_components):
         y = X - centres[k]
         ry = y * resp[:, k : k + 1]
         stats["s1"][k] = ry.sum(axis=0)
         if covariance_type == "full":
             stats["s2"][k] = ry.T @ y
-        elif covariance_type in ("diag", "spherical"):
-            stats["s2"][k] = np.einsum("ij,ij->j", ry, y)
     if covariance_type == "tied":
         y = X - _global_centre(centres)
         stats["s2"] = (y * resp.sum(axis=1, keepdims=True)).T @ y
@@ -390,6 +412,7 @@ def estep_stats(X: np.ndarray, params: GMMParams) -> Stats:
     The centres of the shifted moments are the current means, which every
     chunk knows before the pass.
     """
+    X = np.asarray(X, dtype=np.float64)  # once: float32 chunks are widened here, not per step
     log_prob_norm, log_resp = estimate_log_prob_resp(X, params)
     stats = shifted_moments(X, np.exp(log_resp), params.means, params.covariance_type)
     stats["loglik"] = np.float64(log_prob_norm.sum())

@@ -131,3 +131,24 @@ def test_logsumexp_rows_matches_scipy_including_infinite_rows():
     a[4, 1] = -np.inf
     with np.errstate(divide="ignore", invalid="ignore"):
         np.testing.assert_allclose(logsumexp_rows(a), logsumexp(a, axis=1), rtol=1e-14)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_batched_diag_moments_stay_exact_for_separated_components_far_from_zero(covariance_type):
+    # Two unit-variance components 20 apart, at 1e8: the matrix-product kernel
+    # expands about the centre of the means, so only the separation (not the
+    # offset) enters its rounding error.
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(3000, 2)), rng.normal(size=(2000, 2))
+    X = np.concatenate([a + 1e8, b + 1e8 + 20.0])
+    resp = np.zeros((5000, 2))
+    resp[:3000, 0] = 1.0
+    resp[3000:, 1] = 1.0
+    centres = np.array([X[:3000].mean(0), X[3000:].mean(0)]) + 0.25
+    stats = shifted_moments(X, resp, centres, covariance_type)
+    _, means, cov = m_step(stats, centres, covariance_type, 0.0)
+    expected = np.array([a.var(axis=0), b.var(axis=0)])
+    if covariance_type == "spherical":
+        expected = expected.mean(axis=1)
+    np.testing.assert_allclose(cov, expected, rtol=1e-9)
+    np.testing.assert_allclose(means - 1e8, [a.mean(0), b.mean(0) + 20.0], atol=1e-7)

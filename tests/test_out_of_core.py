@@ -1,12 +1,17 @@
-"""Out-of-core for real: data several times larger than the workers' memory."""
+"""Out-of-core for real: fit, score and predict on data 4x larger than the workers' memory."""
 
 from __future__ import annotations
+
+import os
+import warnings
 
 import dask.array as da
 import numpy as np
 import pytest
+import zarr
 
 from daskgmm import GaussianMixture, open_zarr_array
+from daskgmm.outputs import write_predictions
 from daskgmm.synthetic import make_mixture_zarr
 
 WORKER_MEMORY = 320 * 2**20
@@ -41,8 +46,8 @@ def _stop_peak_sampler(dask_worker):
 
 @pytest.fixture(scope="module")
 def big_zarr(tmp_path_factory):
-    """float32 data of 3.1x the cluster's total memory limit."""
-    n_rows = int(3.1 * N_WORKERS * WORKER_MEMORY / (4 * N_FEATURES))
+    """float32 data of 4.1x the cluster's total memory limit."""
+    n_rows = int(4.1 * N_WORKERS * WORKER_MEMORY / (4 * N_FEATURES))
     path = tmp_path_factory.mktemp("ooc") / "big.zarr"
     make_mixture_zarr(path, n_rows, N_FEATURES, 3, dtype="float32", chunk_rows=CHUNK_ROWS, seed=11)
     return path
@@ -58,40 +63,58 @@ def small_memory_cluster():
             yield client
 
 
-def _fit_and_measure(client, X, means_init):
-    pids = client.run(lambda: __import__("os").getpid())
+def _measure(client, work):
+    """Run ``work()``; return its result and each worker's peak RSS growth and peak.
+
+    Fails if a worker was restarted or paused meanwhile.
+    """
+    pids = client.run(os.getpid)
     before = client.run(_start_peak_sampler)
+    result = work()
+    peaks = client.run(_stop_peak_sampler)
+    assert client.run(os.getpid) == pids, "a worker was restarted"
+    logs = "\n".join(line for lines in client.get_worker_logs().values() for _, line in lines)
+    assert "Pausing worker" not in logs, "a worker was paused"
+    return result, {w: peaks[w] - before[w] for w in peaks}, peaks
+
+
+def _fit(X, means_init):
     # All three initial parameters given: no k-means passes, two EM passes.
     model = GaussianMixture(3, covariance_type="diag", means_init=means_init, max_iter=2, tol=0,
                             weights_init=np.full(3, 1 / 3), precisions_init=np.ones((3, N_FEATURES)))
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_iter=2 does not converge, by design
-        model.fit(X)
-    peaks = client.run(_stop_peak_sampler)
-    assert client.run(lambda: __import__("os").getpid()) == pids, "a worker was restarted"
-    return model, {w: peaks[w] - before[w] for w in peaks}, peaks
+        return model.fit(X)
 
 
-def test_fit_on_data_larger_than_worker_memory(big_zarr, small_memory_cluster):
+def test_fit_score_predict_on_data_4x_larger_than_worker_memory(big_zarr, small_memory_cluster, tmp_path):
     client = small_memory_cluster
     X = open_zarr_array(big_zarr, "X")
-    total_limit = N_WORKERS * WORKER_MEMORY
-    assert X.nbytes > 3 * total_limit
-
+    assert X.nbytes > 4 * N_WORKERS * WORKER_MEMORY
     means_init = open_zarr_array(big_zarr, "means")[:]
-    model, growth, peaks = _fit_and_measure(client, X, means_init)
-    assert model.n_iter_ == 2 and np.all(np.isfinite(model.means_))
-
-    # No worker came near the pause threshold (80% of its limit)...
-    for worker, peak in peaks.items():
-        assert peak < 0.8 * WORKER_MEMORY, (worker, peak / 2**20)
-    # ...and the memory a fit adds follows the chunk size, not N: a fit on a
-    # quarter of the rows grows the workers by about as much.
-    quarter = da.from_zarr(X)[: X.shape[0] // 4]
-    _, growth_quarter, _ = _fit_and_measure(client, quarter, means_init)
     chunk_bytes = CHUNK_ROWS * N_FEATURES * 8
-    print({w: (g / 2**20, growth_quarter[w] / 2**20) for w, g in growth.items()})
-    assert max(growth.values()) < 12 * chunk_bytes
-    assert max(growth.values()) < max(growth_quarter.values()) + 4 * chunk_bytes
+    report = {}
+
+    model, growth, peaks = _measure(client, lambda: _fit(X, means_init))
+    assert model.n_iter_ == 2 and np.all(np.isfinite(model.means_))
+    report["fit"] = peaks
+    _, score_growth, report["score"] = _measure(client, lambda: model.score(X))
+    _, predict_growth, report["predict"] = _measure(
+        client, lambda: write_predictions(model, X, tmp_path / "p.zarr"))
+    labels = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["labels"]
+    assert labels.nchunks_initialized == labels.nchunks
+    np.testing.assert_array_equal(labels[:CHUNK_ROWS], model.predict(X[:CHUNK_ROWS]))
+
+    print("peak RSS per worker, MiB:", {step: sorted(round(v / 2**20) for v in p.values())
+                                        for step, p in report.items()})
+    for step, step_peaks in report.items():
+        for worker, peak in step_peaks.items():
+            assert peak < 0.8 * WORKER_MEMORY, (step, worker, peak / 2**20)
+    for growths in (growth, score_growth, predict_growth):
+        assert max(growths.values()) < 12 * chunk_bytes
+
+    # The memory a fit adds follows the chunk size, not N: a fit on 1/16 of
+    # the rows grows the workers by about as much.
+    part = da.from_zarr(X)[: X.shape[0] // 16]
+    _, growth_part, _ = _measure(client, lambda: _fit(part, means_init))
+    assert max(growth.values()) < max(growth_part.values()) + 4 * chunk_bytes
