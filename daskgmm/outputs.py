@@ -13,7 +13,7 @@ import dask
 import dask.array as da
 import zarr
 
-from .synthetic import checksummed_compressors
+from .synthetic import WRITE_EVERY_CHUNK, checksummed_compressors
 
 
 class OutputExistsError(FileExistsError):
@@ -113,7 +113,8 @@ def write_predictions(
                 shards, chunks = chunks, (inner_rows, *chunks[1:])
             targets.append(group.create_array(name, shape=array.shape, dtype=array.dtype,
                                               chunks=chunks, shards=shards,
-                                              compressors=checksummed_compressors()))
+                                              compressors=checksummed_compressors(),
+                                              config=WRITE_EVERY_CHUNK))
         # One graph for all outputs, so each chunk of X is read once for all of them.
         dask.compute(da.store(list(outputs.values()), targets, lock=False, compute=False))
     return Path(path)

@@ -19,6 +19,11 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 
+# zarr skips chunks that are all fill value by default; a reader then cannot
+# tell them from chunks that were lost. daskgmm stores every chunk.
+WRITE_EVERY_CHUNK = {"write_empty_chunks": True}
+
+
 def checksummed_compressors() -> tuple:
     """The codecs daskgmm writes with: zstd, then a CRC32C checksum of each chunk."""
     return (ZstdCodec(level=1), Crc32cCodec())
@@ -108,11 +113,14 @@ def make_mixture_zarr(
                             "separation": separation, "offset": offset})
         for name, value in (("weights", spec.weights), ("means", spec.means + offset),
                             ("covariances", spec.covariances)):
-            group.create_array(name, data=value, compressors=checksummed_compressors())
+            group.create_array(name, data=value, compressors=checksummed_compressors(),
+                               config=WRITE_EVERY_CHUNK)
         X = group.create_array("X", shape=(n_samples, n_features), dtype=dtype,
-                               chunks=(chunk_rows, n_features), compressors=checksummed_compressors())
+                               chunks=(chunk_rows, n_features), compressors=checksummed_compressors(),
+                               config=WRITE_EVERY_CHUNK)
         labels = group.create_array("labels", shape=(n_samples,), dtype="int32",
-                                    chunks=(chunk_rows,), compressors=checksummed_compressors())
+                                    chunks=(chunk_rows,), compressors=checksummed_compressors(),
+                                    config=WRITE_EVERY_CHUNK)
         for i, start in enumerate(range(0, n_samples, chunk_rows)):
             stop = min(start + chunk_rows, n_samples)
             rows, lab = draw_rows(spec, stop - start, np.random.default_rng([seed, i]))

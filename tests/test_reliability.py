@@ -294,3 +294,20 @@ def test_sharded_predictions_keep_every_row_when_chunks_and_shards_do_not_line_u
     np.testing.assert_array_equal(group["labels"][:], model.predict(X))
     np.testing.assert_allclose(group["probabilities"][:], model.predict_proba(X), rtol=1e-12)
     np.testing.assert_allclose(group["log_likelihood"][:], model.score_samples(X), rtol=1e-12)
+
+
+def test_prediction_stores_keep_chunks_that_are_all_fill_value(tmp_path, X_offset):
+    # A one-component model labels every row 0, zarr's fill value: zarr would
+    # skip every chunk by default, and the store would read as missing chunks.
+    from daskgmm.outputs import write_predictions
+
+    model = GaussianMixture(1).fit(X_offset)
+    write_predictions(model, da.from_array(X_offset, chunks=(100, -1)), tmp_path / "p.zarr")
+    labels = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["labels"]
+    assert labels.nchunks_initialized == labels.nchunks == 12
+    assert not labels[:].any()
+
+
+def test_a_wrong_array_name_names_the_arrays_there(store):
+    with pytest.raises(KeyError, match=r"No array 'Y' in the Zarr group .* it holds \['X', 'covariances'"):
+        GaussianMixture(2).fit(open_zarr_array(store, "Y"))
