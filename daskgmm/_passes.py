@@ -14,6 +14,7 @@ the same shape:
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any, Callable
 
 import dask
@@ -38,9 +39,43 @@ def _threadpool_controller() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+class _SingleThreadedBlas:
+    """One BLAS thread while any chunk task of this process runs.
+
+    BLAS thread limits are process-wide, so a plain ``with limit(1)`` per task
+    races: the first task to finish would restore the full thread count under
+    a task still running. Counting the holders keeps the limit until the last
+    one leaves. Changing OpenBLAS's thread count between tasks also made
+    matrix products round differently (6 of 16 repeated fits differed in
+    their last bits), so passes and fits hold the limit from the client
+    thread too (0 of 33 differed).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._limiter = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._active == 0:
+                self._limiter = _threadpool_controller().limit(limits=1, user_api="blas")
+            self._active += 1
+
+    def __exit__(self, *exc_info) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+single_threaded_blas = _SingleThreadedBlas()
+
+
 def _run_single_threaded(fn: ChunkFn, block: np.ndarray, params: Any, start: int) -> dict:
     """Run a chunk kernel with one BLAS thread: the scheduler already runs one task per core."""
-    with _threadpool_controller().limit(limits=1, user_api="blas"):
+    with single_threaded_blas:
         return fn(block, params, start)
 
 
@@ -109,7 +144,8 @@ def run_pass(
     """Compute one pass on the current scheduler (a distributed client if there is one)."""
     graph = pass_graph(data, chunk_fn, params, name=name, split_every=split_every, combine=combine)
     try:
-        (result,) = dask.compute(graph)
+        with single_threaded_blas:
+            (result,) = dask.compute(graph)
     except Exception as exc:
         if type(exc).__name__ != "KilledWorker":
             raise

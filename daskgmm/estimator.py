@@ -30,7 +30,7 @@ from ._kernels import (
     precision_cholesky_from_precisions,
     precisions_from_cholesky,
 )
-from ._passes import check_finite_block, run_pass
+from ._passes import check_finite_block, run_pass, single_threaded_blas
 
 PERSIST_MEMORY_FRACTION = 0.5
 
@@ -226,6 +226,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self : GaussianMixture
         """
         self._validate_params()
+        # One BLAS thread in this process for the whole fit, not toggled per
+        # pass: see daskgmm._passes.single_threaded_blas (reproducibility).
+        with single_threaded_blas:
+            return self._fit(X, callbacks, resume_from)
+
+    def _fit(self, X, callbacks, resume_from) -> GaussianMixture:
         data = self._maybe_persist(self._fit_dataset(X))
         self._check_initial_parameters(data.n_features)
         callbacks = list(callbacks)

@@ -98,8 +98,10 @@ def test_zarr_input_by_array_and_by_path(tmp_path):
     np.testing.assert_array_equal(labels.compute(), ref.predict(X_np))
     # Lazy outputs store straight to Zarr, chunk by chunk.
     by_array.predict_proba(group["X"]).to_zarr(str(tmp_path / "proba.zarr"))
+    # Relative error of a probability = absolute error of its log, which the
+    # expanded quadratic forms bound near eps * (distance in std devs)^2.
     np.testing.assert_allclose(zarr.open_array(str(tmp_path / "proba.zarr"), mode="r")[:],
-                               ref.predict_proba(X_np), rtol=1e-12)
+                               ref.predict_proba(X_np), rtol=1e-10)
 
 
 def test_fitted_model_recovers_the_true_mixture(tmp_path):
