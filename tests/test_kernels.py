@@ -152,3 +152,67 @@ def test_batched_diag_moments_stay_exact_for_separated_components_far_from_zero(
         expected = expected.mean(axis=1)
     np.testing.assert_allclose(cov, expected, rtol=1e-9)
     np.testing.assert_allclose(means - 1e8, [a.mean(0), b.mean(0) + 20.0], atol=1e-7)
+
+
+def _assert_stats_close(a, b, rtol=1e-10, atol=1e-8):
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=atol, err_msg=key)
+
+
+def test_fused_estep_agrees_with_exact_per_component_path(fitted, X_offset):
+    from daskgmm._kernels import _estep_stats_exact, linear_form
+
+    params = _params(fitted)
+    assert linear_form(params) is not None  # the fixture takes the fused path
+    _assert_stats_close(estep_stats(X_offset, params), _estep_stats_exact(X_offset, params, None))
+
+
+def test_fused_estep_spans_several_row_blocks(fitted, monkeypatch):
+    from daskgmm import _kernels
+
+    rng = np.random.default_rng(5)
+    X = fitted.sample(3000)[0] + rng.normal(scale=0.1, size=(3000, 3))
+    params = _params(fitted)
+    whole = estep_stats(X, params)
+    monkeypatch.setattr(_kernels, "_MAX_BLOCK_ROWS", 256)
+    monkeypatch.setattr(_kernels, "_FEATURE_BLOCK_BYTES", 1)
+    assert _kernels._block_rows(10) == 256  # 3000 rows: twelve blocks, the last partial
+    _assert_stats_close(estep_stats(X, params), whole)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_far_apart_means_take_the_exact_path(covariance_type):
+    from scipy.stats import multivariate_normal
+
+    from daskgmm._kernels import linear_form
+
+    # Two unit-variance clusters 1e4 standard deviations apart: expanding the
+    # quadratic form about one point would lose about eps * 1e8 of each
+    # log-density (scikit-learn's diag and spherical kernels, which expand
+    # about the origin, do), so the exact per-component path must take over.
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(size=(300, 2)), rng.normal(size=(200, 2)) + 1e4])
+    sk = SkGMM(2, covariance_type=covariance_type, means_init=[[0, 0], [1e4, 1e4]],
+               max_iter=2, tol=0).fit(X)
+    params = _params(sk)
+    assert linear_form(params) is None
+    full_covariances = np.broadcast_to(
+        {"full": lambda c: c, "tied": lambda c: c, "diag": lambda c: c[:, :, None] * np.eye(2),
+         "spherical": lambda c: c[:, None, None] * np.eye(2)}[covariance_type](sk.covariances_),
+        (2, 2, 2))
+    exact = np.column_stack([multivariate_normal(m, c).logpdf(X)
+                             for m, c in zip(sk.means_, full_covariances)])
+    np.testing.assert_allclose(estimate_log_gaussian_prob(X, params), exact, rtol=1e-12)
+    stats = estep_stats(X, params)
+    expected = np.logaddexp(*(exact + np.log(sk.weights_)).T).sum()
+    assert stats["loglik"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_integer_sample_weights_equal_repeated_rows(fitted, X_offset):
+    params = _params(fitted)
+    weights = np.random.default_rng(6).integers(0, 4, size=X_offset.shape[0])
+    repeated = estep_stats(np.repeat(X_offset, weights, axis=0), params)
+    weighted = estep_stats(X_offset, params, sample_weight=weights.astype(np.float64))
+    _assert_stats_close(weighted, repeated)
+    assert weighted["n"] == weights.sum()
