@@ -103,6 +103,20 @@ def rows_per_chunk(n_features: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> i
     return max(1, chunk_bytes // (8 * max(n_features, 1)))
 
 
+# In-memory input is cut into at least this many chunks (of at least
+# _MIN_AUTO_ROWS rows) so that every core has work: a fixed number rather
+# than one per core, so that the chunking, and with it the rounding of the
+# reduced statistics, is the same on every machine.
+_MIN_AUTO_CHUNKS = 8
+_MIN_AUTO_ROWS = 4096
+
+
+def auto_rows_per_chunk(n_samples: int, n_features: int) -> int:
+    """Rows per chunk of in-memory input: at most 32 MiB, at least 8 chunks when N allows."""
+    even_split = -(-n_samples // _MIN_AUTO_CHUNKS)
+    return min(rows_per_chunk(n_features), max(even_split, _MIN_AUTO_ROWS))
+
+
 def open_zarr_array(path: str | os.PathLike, name: str | None = None, **storage_options: Any):
     """Open a Zarr array by path or URL, optionally an array ``name`` inside a group.
 
@@ -195,7 +209,8 @@ def as_dataset(
         The data. A string or path is opened as a Zarr array (or the array
         ``name`` of a Zarr group).
     chunk_size : int or 'auto'
-        Rows per chunk for numpy input ('auto': about 32 MiB of float64).
+        Rows per chunk for numpy input ('auto': about 32 MiB of float64, or
+        less so that there are at least 8 chunks of at least 4096 rows).
     name : str, optional
         The array inside a Zarr group, for path input.
     allow_missing_chunks : bool
@@ -226,7 +241,10 @@ def as_dataset(
     array = np.asarray(X)
     _check_shape(array.shape, "the array")
     _check_dtype(array.dtype, "the array")
-    rows = rows_per_chunk(array.shape[1]) if chunk_size == "auto" else int(chunk_size)
+    if chunk_size == "auto":
+        rows = auto_rows_per_chunk(*array.shape)
+    else:
+        rows = int(chunk_size)
     return Dataset(_as_float(da.from_array(array, chunks=(rows, -1))), in_memory=True)
 
 

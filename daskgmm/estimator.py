@@ -86,8 +86,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         memory (numpy input always: it is in memory already), and streams
         otherwise, re-reading every chunk at each pass.
     chunk_size : int or 'auto', default='auto'
-        Rows per chunk for numpy input ('auto': about 32 MiB of float64).
-        Dask and Zarr input keep their own row chunks.
+        Rows per chunk for numpy input ('auto': about 32 MiB of float64, or
+        less so that there are at least 8 chunks of at least 4096 rows, which
+        keeps every core busy). Dask and Zarr input keep their own row chunks.
 
     Attributes
     ----------

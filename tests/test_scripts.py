@@ -63,3 +63,28 @@ def test_slurm_example_is_valid_bash_using_the_dask_commands():
     assert subprocess.run(["bash", "-n", str(SCRIPTS / "slurm_fit.sbatch")]).returncode == 0
     assert "dask scheduler --scheduler-file" in text and "dask worker --scheduler-file" in text
     assert "daskgmm fit" in text and "cluster.kind=address" in text
+
+
+def test_benchmark_script_runs_at_tiny_sizes(tmp_path):
+    # Benchmarks are not timed tests; this only keeps scripts/bench.py from rotting.
+    out = tmp_path / "RESULTS.md"
+    result = subprocess.run(
+        ["python", str(SCRIPTS / "bench.py"), "--scale", "0.0005", "--repeats", "1",
+         "--libraries", "daskgmm,sklearn", "--cases", "a,b,c,d", "--data-dir", str(tmp_path),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert "GEMM rate" in text and "## Out of core (case d) and scaling" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    in_memory = [r for r in rows if r.split("|")[6].strip() in ("daskgmm", "sklearn")]
+    assert len(in_memory) == 2 * (4 + 1 + 1)  # cases a (four types), b, c; two libraries
+    streamed = [r for r in rows if "streamed from Zarr" in r]
+    assert len(streamed) == 4 and sum("numpy in memory" in r for r in rows) == 1
+    # Same data, same initial parameters: the same log-likelihood in every library.
+    by_case = {}
+    for r in in_memory:
+        cells = [c.strip() for c in r.split("|")]
+        by_case.setdefault((cells[1], cells[2]), set()).add(round(float(cells[10]), 4))
+    assert all(len(values) == 1 for values in by_case.values()), by_case
+    assert not list(tmp_path.glob("case-d-*"))  # the temporary data are gone
