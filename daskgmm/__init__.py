@@ -4,7 +4,7 @@ from ._data import MissingChunksError, open_zarr_array
 from ._em import IterationInfo
 from ._kernels import DegenerateComponentError
 from .callbacks import Checkpoint, ProgressLog
-from .estimator import GaussianMixture
+from .estimator import GaussianMixture, fit_many
 from .persistence import ModelFileError, load_model, save_model
 
 __version__ = "0.1.0"
@@ -18,6 +18,7 @@ __all__ = [
     "ModelFileError",
     "ProgressLog",
     "load_model",
+    "fit_many",
     "open_zarr_array",
     "save_model",
     "__version__",

@@ -8,7 +8,7 @@ where it costs nothing on good data.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dask.array as da
@@ -79,10 +79,29 @@ class Dataset:
         Shape (n_samples, n_features); one chunk spans all columns.
     in_memory : bool
         The data came as a numpy array (and results go back as numpy).
+    weights : dask.array.Array or None
+        Shape (n_samples,), float64, chunked as ``array``'s rows: the
+        sample weights, or None for unit weights.
     """
 
     array: da.Array
     in_memory: bool
+    weights: da.Array | None = None
+
+    def with_weights(self, sample_weight: Any) -> Dataset:
+        """This data set with ``sample_weight`` aligned to its row chunks (None: unweighted)."""
+        if sample_weight is None:
+            return replace(self, weights=None)
+        return replace(self, weights=as_sample_weight(sample_weight, self.array.chunks[0]))
+
+    def persist(self, persist_fn) -> Dataset:
+        """The arrays kept in memory by ``persist_fn``, which maps a list of
+        dask arrays to a sequence of persisted ones (``Client.persist``)."""
+        if self.weights is None:
+            (array,) = persist_fn([self.array])
+            return replace(self, array=array)
+        array, weights = persist_fn([self.array, self.weights])
+        return replace(self, array=array, weights=weights)
 
     @property
     def n_samples(self) -> int:
@@ -246,6 +265,91 @@ def as_dataset(
     else:
         rows = int(chunk_size)
     return Dataset(_as_float(da.from_array(array, chunks=(rows, -1))), in_memory=True)
+
+
+def as_sample_weight(sample_weight: Any, row_chunks: tuple[int, ...]) -> da.Array:
+    """Validate sample weights and chunk them as the data's rows.
+
+    A numpy array (or list) is checked at once and cut into the data's row
+    chunks; a dask or Zarr array must already have the data's row chunks
+    (each chunk task then reads its weights beside its rows) and is checked
+    chunk by chunk as the passes read it (:func:`check_weight_block`).
+
+    Raises
+    ------
+    ValueError
+        Wrong shape, misaligned chunks, or (for numpy input) negative, NaN
+        or infinite weights, or all weights zero.
+    TypeError
+        Weights that are not numbers.
+    """
+    n_samples = int(sum(row_chunks))
+    if isinstance(sample_weight, (str, os.PathLike)):
+        sample_weight = open_zarr_array(sample_weight)
+    if isinstance(sample_weight, zarr.Array):
+        _check_weight_shape(sample_weight.shape, n_samples)
+        if sample_weight.chunks[0] != row_chunks[0] and len(row_chunks) > 1:
+            raise ValueError(
+                f"sample_weight is chunked by {sample_weight.chunks[0]} rows but X by "
+                f"{row_chunks[0]}: Zarr weights must have X's row chunks, so that each "
+                "chunk of rows is read with its own weights."
+            )
+        from dask.base import tokenize
+
+        name = "zarr-weights-" + tokenize(str(sample_weight.store_path), sample_weight.shape)
+        weights = da.from_array(ZarrRowReader(sample_weight), chunks=(row_chunks,), name=name,
+                                asarray=True, fancy=False, lock=False)
+        return _float_weights(weights)
+    if isinstance(sample_weight, da.Array):
+        _check_weight_shape(sample_weight.shape, n_samples)
+        if tuple(sample_weight.chunks[0]) != tuple(row_chunks):
+            raise ValueError(
+                f"sample_weight's chunks {_short(sample_weight.chunks[0])} are not aligned with X's "
+                f"row chunks {_short(row_chunks)}: rechunk the weights to X's row chunks."
+            )
+        return _float_weights(sample_weight)
+    weights = np.asarray(sample_weight)
+    _check_weight_shape(weights.shape, n_samples)
+    if not (np.issubdtype(weights.dtype, np.floating) or np.issubdtype(weights.dtype, np.integer)
+            or weights.dtype == bool):
+        raise TypeError(f"sample_weight must hold numbers, got dtype {weights.dtype}.")
+    weights = weights.astype(np.float64)
+    check_weight_block(weights, 0)
+    if not weights.any():
+        raise ValueError("sample_weight is zero for every row: there is nothing to fit.")
+    return da.from_array(weights, chunks=(row_chunks,))
+
+
+def _short(chunks: tuple[int, ...]) -> str:
+    chunks = tuple(int(c) for c in chunks)
+    return str(chunks) if len(chunks) <= 4 else f"({chunks[0]}, {chunks[1]}, ..., {chunks[-1]})"
+
+
+def _check_weight_shape(shape: tuple[int, ...], n_samples: int) -> None:
+    if len(shape) != 1 or shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},), one weight per row of X; "
+            f"got shape {tuple(shape)}."
+        )
+
+
+def _float_weights(weights: da.Array) -> da.Array:
+    if not (np.issubdtype(weights.dtype, np.floating) or np.issubdtype(weights.dtype, np.integer)):
+        raise TypeError(f"sample_weight must hold numbers, got dtype {weights.dtype}.")
+    return weights.astype(np.float64)
+
+
+def check_weight_block(weights: np.ndarray, start: int) -> None:
+    """Raise ``ValueError`` naming the row if a chunk's weights are negative, NaN or infinite."""
+    bad = ~(np.isfinite(weights) & (weights >= 0))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        value = weights[first]
+        kind = "NaN" if np.isnan(value) else "infinite" if np.isinf(value) else "negative"
+        raise ValueError(
+            f"sample_weight must be finite and non-negative: {int(bad.sum())} {kind} or invalid "
+            f"weight(s), first at row {start + first} (value {value})."
+        )
 
 
 def _as_float(array: da.Array) -> da.Array:

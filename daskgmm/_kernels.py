@@ -29,7 +29,7 @@ the data sit from the origin.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.linalg import solve_triangular
@@ -546,10 +546,67 @@ def estep_stats(
     Stats
         About the current means, which every chunk knows before the pass.
     """
-    form = linear_form(params)
-    if form is None:
-        return _estep_stats_exact(np.asarray(X, dtype=np.float64), params, sample_weight)
-    return _estep_stats_fused(np.asarray(X), params, form, sample_weight)
+    return estep_stats_many(X, [params], sample_weight)[0]
+
+
+# Covariance types whose features coincide, so that their models can share
+# one block of features: diag and spherical both use (y**2, y). A tied
+# model's feature |U'y|^2 is its own.
+_FEATURE_KIND = {"full": "full", "diag": "squares", "spherical": "squares"}
+
+
+def estep_stats_many(
+    X: np.ndarray, models: Sequence[GMMParams], sample_weight: np.ndarray | None = None
+) -> list[Stats]:
+    """E-steps of several models on one chunk, sharing the work they can share.
+
+    Models whose features coincide (all full models; all diag and spherical
+    models) are expanded about one common centre, so that each block of rows
+    is turned into features once and their stacked coefficients make one
+    matrix product for all their log-densities and one for all their
+    moments. Each model's statistics equal ``estep_stats(X, model)`` up to
+    rounding.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, D)
+    models : sequence of GMMParams
+    sample_weight : ndarray of shape (n,), optional
+
+    Returns
+    -------
+    list of Stats
+        One per model, in order.
+    """
+    X = np.asarray(X)
+    out: list[Stats | None] = [None] * len(models)
+    groups: dict[str, list[int]] = {}
+    for i, params in enumerate(models):
+        kind = _FEATURE_KIND.get(params.covariance_type)
+        if kind is None:
+            groups[f"own-{i}"] = [i]
+        else:
+            groups.setdefault(kind, []).append(i)
+    for members in groups.values():
+        centre = _global_centre(np.concatenate([models[i].means for i in members]))
+        forms = [linear_form(models[i], centre) for i in members]
+        shared = [(i, f) for i, f in zip(members, forms) if f is not None]
+        for i, form in zip(members, forms):
+            if form is None:
+                if len(members) > 1:  # too far from the common centre: alone, about its own
+                    form = linear_form(models[i])
+                if form is None:
+                    out[i] = _estep_stats_exact(np.asarray(X, dtype=np.float64), models[i],
+                                                sample_weight)
+                else:
+                    out[i] = _estep_stats_fused(X, [models[i]], [form], sample_weight)[0]
+        if shared:
+            indices, shared_forms = zip(*shared)
+            stats = _estep_stats_fused(X, [models[i] for i in indices], list(shared_forms),
+                                       sample_weight)
+            for i, st in zip(indices, stats):
+                out[i] = st
+    return out  # type: ignore[return-value]
 
 
 def _estep_stats_exact(X: np.ndarray, params: GMMParams, sample_weight: np.ndarray | None) -> Stats:
@@ -565,36 +622,44 @@ def _estep_stats_exact(X: np.ndarray, params: GMMParams, sample_weight: np.ndarr
 
 
 def _estep_stats_fused(
-    X: np.ndarray, params: GMMParams, form: LinearForm, sample_weight: np.ndarray | None
-) -> Stats:
+    X: np.ndarray, models: Sequence[GMMParams], forms: Sequence[LinearForm],
+    sample_weight: np.ndarray | None,
+) -> list[Stats]:
     """The E-step in blocks of rows, as two matrix products per block.
 
     Rows are laid out as columns (features x rows) so that the feature
-    products, the log-sum-exp over the K components and both matrix products
+    products, the log-sum-exp over the components and both matrix products
     run on contiguous memory: per block, ``coef @ phi`` gives the weighted
-    log-densities and ``resp @ phi^T`` all first and second moments.
+    log-densities and ``resp @ phi^T`` all first and second moments. The
+    forms share their centre and features; their coefficients are stacked,
+    so several models cost one product each, and the log-sum-exp runs over
+    each model's own rows of the stack.
     """
     n_rows, n_features = X.shape
-    n_components, n_out = form.coef.shape
+    form = forms[0]
+    coef = form.coef if len(forms) == 1 else np.vstack([f.coef for f in forms])
+    base = np.concatenate([f.base for f in forms])
+    bounds = np.cumsum([0] + [f.coef.shape[0] for f in forms])
+    n_stacked, n_out = coef.shape
     tied = form.covariance_type == "tied"
     step = _block_rows(n_out)
     features = np.empty((n_out, min(step, max(n_rows, 1))))
-    moments = np.zeros((n_components, n_out))
-    nk = np.zeros(n_components)
+    moments = np.zeros((n_stacked, n_out))
+    nk = np.zeros(n_stacked)
     tied_s2 = np.zeros((n_features, n_features)) if tied else None
-    loglik = 0.0
+    loglik = np.zeros(len(forms))
     for start in range(0, n_rows, step):
         block = X[start : start + step]
         phi = features[:, : block.shape[0]]
         _fill_features(block, form, phi)
-        resp = form.coef @ phi
-        resp += form.base[:, np.newaxis]
-        row_loglik = _normalise_columns(resp)
-        if sample_weight is not None:
-            weights = sample_weight[start : start + step]
+        resp = coef @ phi
+        resp += base[:, np.newaxis]
+        weights = None if sample_weight is None else sample_weight[start : start + step]
+        for m in range(len(forms)):
+            row_loglik = _normalise_columns(resp[bounds[m] : bounds[m + 1]])
+            loglik[m] += row_loglik.sum() if weights is None else row_loglik @ weights
+        if weights is not None:
             resp *= weights
-            row_loglik *= weights
-        loglik += row_loglik.sum()
         nk += resp.sum(axis=1)
         if tied:
             y = phi[-n_features:]
@@ -602,12 +667,17 @@ def _estep_stats_fused(
             tied_s2 += (y * resp.sum(axis=0)) @ y.T
         else:
             moments += resp @ phi.T
-    stats = empty_stats(n_components, n_features, form.covariance_type)
-    stats["n"] = np.float64(n_rows if sample_weight is None else np.sum(sample_weight))
-    stats["nk"] = nk
-    stats["loglik"] = np.float64(loglik)
-    _moments_to_centres(stats, moments, tied_s2, form, params.means)
-    return stats
+    n = np.float64(n_rows if sample_weight is None else np.sum(sample_weight))
+    out = []
+    for m, (params, f) in enumerate(zip(models, forms)):
+        rows = slice(bounds[m], bounds[m + 1])
+        stats = empty_stats(f.coef.shape[0], n_features, f.covariance_type)
+        stats["n"] = n
+        stats["nk"] = nk[rows]
+        stats["loglik"] = np.float64(loglik[m])
+        _moments_to_centres(stats, moments[rows], tied_s2, f, params.means)
+        out.append(stats)
+    return out
 
 
 def _moments_to_centres(

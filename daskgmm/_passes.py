@@ -23,7 +23,7 @@ from dask.base import tokenize
 from dask.delayed import Delayed, delayed
 from threadpoolctl import ThreadpoolController
 
-from ._data import Dataset
+from ._data import Dataset, check_weight_block
 from ._kernels import combine_stats
 
 ChunkFn = Callable[[np.ndarray, Any, int], dict]
@@ -73,10 +73,18 @@ class _SingleThreadedBlas:
 single_threaded_blas = _SingleThreadedBlas()
 
 
-def _run_single_threaded(fn: ChunkFn, block: np.ndarray, params: Any, start: int) -> dict:
-    """Run a chunk kernel with one BLAS thread: the scheduler already runs one task per core."""
+def _run_single_threaded(fn: ChunkFn, block: np.ndarray, params: Any, start: int,
+                         weights: np.ndarray | None = None) -> dict:
+    """Run a chunk kernel with one BLAS thread: the scheduler already runs one task per core.
+
+    With sample weights, the kernel is called as ``fn(block, params, start, weights)``
+    after the weights are checked.
+    """
     with single_threaded_blas:
-        return fn(block, params, start)
+        if weights is None:
+            return fn(block, params, start)
+        check_weight_block(weights, start)
+        return fn(block, params, start, weights)
 
 
 def check_finite_block(block: np.ndarray, start: int) -> None:
@@ -117,17 +125,23 @@ def pass_graph(
     split_every: int,
     combine: CombineFn = combine_stats,
 ) -> Delayed:
-    """The lazy result of one pass: ``combine`` over ``chunk_fn(block, params, first_row)``."""
-    token = tokenize(data.array.name, chunk_fn, params, split_every)
+    """The lazy result of one pass: ``combine`` over ``chunk_fn(block, params, first_row)``
+    (``chunk_fn(block, params, first_row, weights)`` if the data carry sample weights)."""
+    weights_name = None if data.weights is None else data.weights.name
+    token = tokenize(data.array.name, weights_name, chunk_fn, params, split_every)
     name = f"{name}-{token}"
     params_key = delayed(params, name=f"{name}-params", pure=True)
     blocks = data.array.to_delayed(optimize_graph=False).ravel()
+    if data.weights is None:
+        weight_blocks = [None] * len(blocks)
+    else:
+        weight_blocks = data.weights.to_delayed(optimize_graph=False).ravel()
     starts = data.row_offsets[:-1]
     parts = [
         delayed(_run_single_threaded, pure=True)(
-            chunk_fn, block, params_key, int(start), dask_key_name=(f"{name}-chunk", i)
+            chunk_fn, block, params_key, int(start), weights, dask_key_name=(f"{name}-chunk", i)
         )
-        for i, (block, start) in enumerate(zip(blocks, starts))
+        for i, (block, weights, start) in enumerate(zip(blocks, weight_blocks, starts))
     ]
     return tree_reduce(parts, combine, split_every, name)
 

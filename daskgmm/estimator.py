@@ -7,6 +7,7 @@ import warnings
 from numbers import Integral
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import zarr
@@ -18,8 +19,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._data import Dataset, as_dataset
-from ._em import EMResult, IterationInfo, loglik_chunk, run_em
+from ._data import Dataset, as_dataset, as_sample_weight
+from ._em import EMResult, IterationInfo, run_em, run_em_many, total_loglik
 from ._init import initial_stats
 from ._kernels import (
     GMMParams,
@@ -30,7 +31,7 @@ from ._kernels import (
     precision_cholesky_from_precisions,
     precisions_from_cholesky,
 )
-from ._passes import check_finite_block, run_pass, single_threaded_blas
+from ._passes import check_finite_block, single_threaded_blas
 
 PERSIST_MEMORY_FRACTION = 0.5
 
@@ -63,7 +64,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     max_iter : int, default=100
         The number of EM iterations (passes over the data) at most.
     n_init : int, default=1
-        The number of initialisations; the best lower bound is kept.
+        The number of initialisations; the best lower bound is kept. All of
+        them are fitted together, sharing each pass over the data (see
+        :func:`daskgmm.fit_many`).
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
         How the initial responsibilities are chosen. 'kmeans' runs a scalable
         k-means (k-means|| seeding then Lloyd passes) over the whole data;
@@ -164,10 +167,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _fit_dataset(self, X) -> Dataset:
         if _is_out_of_core_input(X):
             data = as_dataset(X, self.chunk_size)
-            self.n_features_in_ = data.n_features
         else:
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
             data = as_dataset(X, self.chunk_size)
+        self._fit_dataset_checks(data)
+        return data
+
+    def _fit_dataset_checks(self, data: Dataset) -> None:
+        """Record the number of features; refuse data with too few rows."""
+        self.n_features_in_ = data.n_features
         if data.n_samples < 2:
             raise ValueError(
                 f"Found array with {data.n_samples} sample(s) (shape={data.array.shape}) "
@@ -178,7 +186,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "Expected n_samples >= n_components but got "
                 f"n_components = {self.n_components}, n_samples = {data.n_samples}"
             )
-        return data
 
     def _check_n_features(self, n_features: int) -> None:
         if n_features != self.n_features_in_:
@@ -192,19 +199,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if self.persist is False or (client is None and self.persist == "auto"):
             return data
         if client is None:
-            return Dataset(data.array.persist(), data.in_memory)
+            return data.persist(lambda arrays: dask.persist(*arrays))
         if self.persist == "auto" and not data.in_memory:
             workers = client.scheduler_info(n_workers=-1)["workers"].values()
             memory = sum(w.get("memory_limit") or 0 for w in workers)
             if data.array.nbytes > PERSIST_MEMORY_FRACTION * memory:
                 return data
-        return Dataset(client.persist(data.array), data.in_memory)
+        return data.persist(client.persist)
 
     # ------------------------------------------------------------------
     # Fitting
     # ------------------------------------------------------------------
 
-    def fit(self, X, y=None, *, callbacks=(), resume_from=None):
+    def fit(self, X, y=None, *, sample_weight=None, callbacks=(), resume_from=None):
         """Estimate the model parameters with the EM algorithm.
 
         Parameters
@@ -212,6 +219,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
             The data. Dask and Zarr input are read chunk by chunk, never whole.
         y : Ignored
+        sample_weight : array-like, dask.array.Array, zarr.Array or path of shape (n_samples,), optional
+            Non-negative weight of each row (default: one). A row of weight
+            ``w`` counts as ``w`` copies of it (integer weights equal repeated
+            rows; zero drops the row) in EM. Dask and Zarr weights must have
+            X's row chunks. The initialisation (``init_params``) does not use
+            the weights: give ``means_init`` (and the others) to start from
+            weighted estimates.
         callbacks : sequence of callables, optional
             Each is called with an :class:`daskgmm.IterationInfo` after every
             iteration (returning True stops the fit); one with a
@@ -230,10 +244,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         # One BLAS thread in this process for the whole fit, not toggled per
         # pass: see daskgmm._passes.single_threaded_blas (reproducibility).
         with single_threaded_blas:
-            return self._fit(X, callbacks, resume_from)
+            return self._fit(X, sample_weight, callbacks, resume_from)
 
-    def _fit(self, X, callbacks, resume_from) -> GaussianMixture:
-        data = self._maybe_persist(self._fit_dataset(X))
+    def _fit(self, X, sample_weight, callbacks, resume_from) -> GaussianMixture:
+        data = self._maybe_persist(self._fit_dataset(X).with_weights(sample_weight))
         self._check_initial_parameters(data.n_features)
         callbacks = list(callbacks)
         if self.verbose:
@@ -244,33 +258,34 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if resume_from is not None:
             return self._resume(data, resume_from, callbacks)
 
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        n_init = self.n_init if do_init else 1
+        if self.warm_start and hasattr(self, "converged_"):
+            start = EMResult(self._fitted_params(), self.covariances_, self.lower_bound_)
+            self._finish(self._run_em(data, [start], callbacks)[0])
+            return self
+        # Every initialisation first, then one EM run that advances all of
+        # them together: each pass over the data serves all n_init models.
         random_state = check_random_state(self.random_state)
-        best: EMResult | None = None
-        for init in range(n_init):
-            if self.verbose:
-                print(f"Initialization {init}")
-            started = time.perf_counter()
-            if do_init:
-                params, covariances = self._initial_parameters(data, random_state)
-                previous = -np.inf
-            else:
-                params, covariances, previous = self._fitted_params(), self.covariances_, self.lower_bound_
-            result = run_em(
-                data, params, covariances,
-                tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
-                split_every=self.split_every, lower_bound=previous, callbacks=callbacks,
-            )
-            if self.verbose and self.max_iter > 0:
+        starts = []
+        for _ in range(self.n_init):
+            params, covariances = self._initial_parameters(data.with_weights(None), random_state)
+            starts.append(EMResult(params, covariances, -np.inf))
+        started = time.perf_counter()
+        results = self._run_em(data, starts, callbacks)
+        if self.verbose and self.max_iter > 0:
+            for init, result in enumerate(results):
                 status = "converged" if result.converged else "did not converge"
-                print(f"Initialization {status}. time lapse {time.perf_counter() - started:.5f}s"
-                      f"\t lower bound {result.lower_bound:.5f}")
-            if best is None or result.lower_bound > best.lower_bound:
-                best = result
-
-        self._finish(best)
+                print(f"Initialization {init}: {status} after {result.n_iter} iterations, "
+                      f"lower bound {result.lower_bound:.5f}")
+            print(f"time lapse {time.perf_counter() - started:.5f}s")
+        # The first of equal lower bounds wins, as in scikit-learn's loop.
+        best = max(range(len(results)), key=lambda i: (results[i].lower_bound, -i))
+        self._finish(results[best])
         return self
+
+    def _run_em(self, data: Dataset, starts: list[EMResult], callbacks) -> list[EMResult]:
+        return run_em_many(data, starts, tol=self.tol, reg_covar=self.reg_covar,
+                           max_iter=self.max_iter, split_every=self.split_every,
+                           callbacks=callbacks)
 
     def _finish(self, best: EMResult) -> None:
         if not best.converged and self.max_iter > 0:
@@ -463,24 +478,36 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         return self._map(X, _proba_kernel, "proba")
 
-    def _total_loglik(self, X) -> tuple[float, int]:
+    def _total_loglik(self, X, sample_weight=None) -> tuple[float, float]:
+        """Summed (weighted) log-likelihood of ``X`` and the total weight (rows if unweighted)."""
         params = self._fitted_params()
         if not _is_out_of_core_input(X):
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-            return float(_log_likelihood_kernel(X, params).sum()), X.shape[0]
-        data = as_dataset(X, self.chunk_size)
+            log_prob = _log_likelihood_kernel(X, params)
+            if sample_weight is None:
+                return float(log_prob.sum()), X.shape[0]
+            weights = as_sample_weight(sample_weight, (X.shape[0],)).compute()
+            return float(log_prob @ weights), float(weights.sum())
+        data = as_dataset(X, self.chunk_size).with_weights(sample_weight)
         self._check_n_features(data.n_features)
-        result = run_pass(data, loglik_chunk, params, name="gmm-score", split_every=self.split_every)
-        return float(result["loglik"]), data.n_samples
+        (result,) = total_loglik(data, [params], self.split_every)
+        return float(result["loglik"]), float(result["n"])
 
-    def score(self, X, y=None) -> float:
-        """Mean log-likelihood of the data under the model (one pass).
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Mean (weighted) log-likelihood of the data under the model (one pass).
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like, dask.array.Array, zarr.Array or path of shape (n_samples,), optional
+            As in :meth:`fit`: the score is ``sum(w * log p(x)) / sum(w)``.
 
         Returns
         -------
         log_likelihood : float
         """
-        total, n = self._total_loglik(X)
+        total, n = self._total_loglik(X, sample_weight)
         return total / n
 
     def _n_parameters(self) -> int:
@@ -572,3 +599,74 @@ def _current_client():
         return None
     client = getattr(get_scheduler(), "__self__", None)
     return client if isinstance(client, Client) else None
+
+
+def fit_many(models, X, *, sample_weight=None, callbacks=()) -> list[GaussianMixture]:
+    """Fit several Gaussian mixtures together, one pass over the data per iteration.
+
+    The models may differ in ``n_components``, ``covariance_type``,
+    initialisation, ``tol``, ``reg_covar`` and ``max_iter``. Each is
+    initialised as its own ``fit`` would (initialisation passes are not
+    shared), then every EM pass reads each chunk once and computes the
+    statistics of every model still running from it; each model stops on its
+    own convergence test. Each ends equal, up to rounding, to the same model
+    fitted alone from the same initialisation. For data larger than memory,
+    where a pass costs mostly reading, a sweep costs little more than its
+    largest model.
+
+    Parameters
+    ----------
+    models : sequence of GaussianMixture
+        Unfitted or fitted (they are refitted; ``warm_start`` is ignored).
+        Their ``split_every``, ``persist`` and ``chunk_size`` are taken from
+        the first.
+    X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
+    sample_weight : array-like, dask.array.Array, zarr.Array or path of shape (n_samples,), optional
+        As in :meth:`GaussianMixture.fit`.
+    callbacks : sequence of callables, optional
+        Called after each iteration of each model's candidates with an
+        :class:`daskgmm.IterationInfo` whose ``model`` is the index of the
+        candidate (models in order, ``n_init`` candidates each).
+
+    Returns
+    -------
+    list of GaussianMixture
+        ``models``, fitted.
+
+    Examples
+    --------
+    >>> from daskgmm import GaussianMixture, fit_many
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(1000, 2))
+    >>> sweep = fit_many([GaussianMixture(k, random_state=0) for k in range(1, 4)], X)
+    >>> best = min(sweep, key=lambda m: m.bic(X))
+    """
+    models = list(models)
+    if not models or not all(isinstance(m, GaussianMixture) for m in models):
+        raise TypeError("fit_many takes a non-empty sequence of daskgmm.GaussianMixture models.")
+    first = models[0]
+    with single_threaded_blas:
+        for model in models:
+            model._validate_params()
+        data = first._maybe_persist(first._fit_dataset(X).with_weights(sample_weight))
+        owners, starts = [], []
+        for index, model in enumerate(models):
+            if model is not first:
+                model._fit_dataset_checks(data)
+            model._check_initial_parameters(data.n_features)
+            random_state = check_random_state(model.random_state)
+            for _ in range(model.n_init):
+                params, covariances = model._initial_parameters(data.with_weights(None), random_state)
+                starts.append(EMResult(params, covariances, -np.inf))
+                owners.append(index)
+        results = run_em_many(
+            data, starts,
+            tol=[models[o].tol for o in owners], reg_covar=[models[o].reg_covar for o in owners],
+            max_iter=[models[o].max_iter for o in owners], split_every=first.split_every,
+            callbacks=callbacks,
+        )
+    for index, model in enumerate(models):
+        candidates = [(r.lower_bound, -i, r) for i, (o, r) in enumerate(zip(owners, results))
+                      if o == index]
+        model._finish(max(candidates, key=lambda c: c[:2])[2])
+    return models

@@ -10,11 +10,16 @@ import pytest
 from sklearn.mixture import GaussianMixture as SkGMM
 
 from daskgmm._data import as_dataset
-from daskgmm._em import estep_chunk
+from daskgmm import _em
 from daskgmm._kernels import GMMParams, estep_stats
 from daskgmm._passes import pass_graph, run_pass
 
 from .conftest import COVARIANCE_TYPES
+
+
+def estep_chunk(block, params, start):
+    """The E-step task of a pass with one model."""
+    return _em.estep_chunk(block, (params,), start)[0]
 
 
 @pytest.fixture(scope="module", params=COVARIANCE_TYPES)
