@@ -320,6 +320,23 @@ def as_sample_weight(sample_weight: Any, row_chunks: tuple[int, ...]) -> da.Arra
     return da.from_array(weights, chunks=(row_chunks,))
 
 
+def open_sample_weight(path: str | os.PathLike, name: str, row_chunks: tuple[int, ...],
+                       **storage_options: Any) -> da.Array:
+    """The weights array ``name`` of the Zarr group at ``path``, read in the data's row chunks.
+
+    For config files, whose data may be rechunked (``data.chunk_rows``): the
+    weights follow the data's chunks whatever their own Zarr chunks are.
+    """
+    array = open_zarr_array(path, name, **storage_options)
+    _check_weight_shape(array.shape, int(sum(row_chunks)))
+    from dask.base import tokenize
+
+    dask_name = "zarr-weights-" + tokenize(str(array.store_path), array.shape, row_chunks)
+    weights = da.from_array(ZarrRowReader(array), chunks=(tuple(row_chunks),), name=dask_name,
+                            asarray=True, fancy=False, lock=False)
+    return _float_weights(weights)
+
+
 def _short(chunks: tuple[int, ...]) -> str:
     chunks = tuple(int(c) for c in chunks)
     return str(chunks) if len(chunks) <= 4 else f"({chunks[0]}, {chunks[1]}, ..., {chunks[-1]})"

@@ -35,6 +35,11 @@ class Checkpoint:
         self._params: dict = {}
 
     def before_fit(self, model) -> None:
+        if getattr(model, "n_init", 1) > 1:
+            raise ValueError(
+                f"A checkpoint holds one model's state, but n_init={model.n_init} fits "
+                f"{model.n_init} candidates together; use n_init=1 with a checkpoint."
+            )
         self._params = {k: v for k, v in model.get_params().items()
                         if isinstance(v, (int, float, str, bool)) or v is None}
 
@@ -76,10 +81,15 @@ class ProgressLog:
 
     def __call__(self, info: IterationInfo) -> None:
         if self.fmt == "json":
-            line = json.dumps({"event": "iteration", "iteration": info.n_iter,
-                               "log_likelihood": info.lower_bound, "change": info.change,
-                               "seconds": round(info.seconds, 4), "converged": info.converged})
+            record = {"event": "iteration", "iteration": info.n_iter,
+                      "log_likelihood": info.lower_bound, "change": info.change,
+                      "seconds": round(info.seconds, 4), "converged": info.converged}
+            if info.n_models > 1:
+                record["model"] = info.model
+            line = json.dumps(record)
         else:
             line = (f"iteration {info.n_iter:4d}  log-likelihood {info.lower_bound: .6f}  "
                     f"change {info.change: .3e}  {info.seconds:.2f} s")
+            if info.n_models > 1:
+                line = f"model {info.model:3d}  " + line
         print(line, file=self.stream, flush=True)

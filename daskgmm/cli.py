@@ -80,6 +80,17 @@ def _open_data(path: str, array: str | None, chunk_rows: int | None = None,
     return X
 
 
+def _open_weights(cfg, X):
+    """The config's per-row weights (``data.sample_weight``) in X's row chunks, or None."""
+    if cfg is None or not cfg.data.sample_weight:
+        return None
+    from ._data import open_sample_weight
+
+    with _data_errors():
+        return open_sample_weight(cfg.data.path, cfg.data.sample_weight, X.chunks[0],
+                                  **cfg.data.storage_options)
+
+
 def _log(fmt: str, event: str, **fields) -> None:
     if fmt == "json":
         click.echo(json.dumps({"event": event, **fields}, default=float), err=True)
@@ -141,6 +152,7 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
     with connect(cfg.cluster) as client:
         X = _open_data(cfg.data.path, cfg.data.array, cfg.data.chunk_rows,
                        cfg.data.allow_missing_chunks, cfg.data.storage_options)
+        weights = _open_weights(cfg, X)
         with _phase(EXIT_CONFIG, ValueError, TypeError):
             model = GaussianMixture(**cfg.model.model_dump())
             model._validate_params()
@@ -157,11 +169,12 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence is reported in the summary
             with _data_errors(), _phase(EXIT_FIT, DegenerateComponentError):
-                model.fit(X, callbacks=callbacks,
+                model.fit(X, sample_weight=weights, callbacks=callbacks,
                           resume_from=cfg.checkpoint.path if resume else None)
         seconds = time.perf_counter() - started
         with _data_errors():
-            bic = model.bic(X)
+            total, n = model._total_loglik(X, weights)
+            bic = -2 * total + model._n_parameters() * math.log(n)
     with _phase(EXIT_OUTPUT, OSError):
         save_model(model, cfg.output.model)
     _log(log_format, "summary", converged=bool(model.converged_), iterations=int(model.n_iter_),
@@ -260,7 +273,7 @@ def score(config, overrides, model_path, data_path, array, log_format):
     with connect(_cluster_of(cfg)):
         model, X = _load_model_and_data(cfg, model_path, data_path, array)
         with _data_errors():
-            total, n = model._total_loglik(X)
+            total, n = model._total_loglik(X, _open_weights(cfg, X))
     k = model._n_parameters()
     _log(log_format, "score", n_samples=n, log_likelihood=total / n,
          bic=-2 * total + k * math.log(n), aic=-2 * total + 2 * k)
@@ -320,28 +333,40 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
     with connect(cfg.cluster):
         X = _open_data(cfg.data.path, cfg.data.array, cfg.data.chunk_rows,
                        cfg.data.allow_missing_chunks, cfg.data.storage_options)
+        weights = _open_weights(cfg, X)
+        from ._data import as_dataset
+        from ._em import total_loglik
         from ._kernels import DegenerateComponentError
+        from .estimator import fit_many
 
+        models = []
         for ct in types:
             for k in grid_k:
                 params = {**cfg.model.model_dump(), "n_components": k, "covariance_type": ct}
                 params.update(weights_init=None, means_init=None, precisions_init=None)
-                started = time.perf_counter()
-                model = GaussianMixture(**params)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    with _data_errors(), _phase(EXIT_FIT, DegenerateComponentError):
-                        model.fit(X)
-                        total, n = model._total_loglik(X)
-                p = model._n_parameters()
-                row = {"n_components": k, "covariance_type": ct, "log_likelihood": total / n,
-                       "bic": -2 * total + p * math.log(n), "aic": -2 * total + 2 * p,
-                       "n_iter": int(model.n_iter_), "converged": bool(model.converged_),
-                       "seconds": round(time.perf_counter() - started, 3)}
-                rows.append(row)
-                _log(log_format, "candidate", **row)
-                if best is None or row[criterion] < best[0][criterion]:
-                    best = (row, model)
+                models.append(GaussianMixture(**params))
+        # The whole grid in shared passes: each pass reads every chunk once for all candidates.
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with _data_errors(), _phase(EXIT_FIT, DegenerateComponentError):
+                fit_many(models, X, sample_weight=weights)
+                data = as_dataset(X).with_weights(weights)
+                scores = total_loglik(data, [m._fitted_params() for m in models],
+                                      cfg.model.split_every)
+        seconds = round(time.perf_counter() - started, 3)
+        for model, score in zip(models, scores):
+            total, n = float(score["loglik"]), float(score["n"])
+            p = model._n_parameters()
+            row = {"n_components": model.n_components, "covariance_type": model.covariance_type,
+                   "log_likelihood": total / n,
+                   "bic": -2 * total + p * math.log(n), "aic": -2 * total + 2 * p,
+                   "n_iter": int(model.n_iter_), "converged": bool(model.converged_)}
+            rows.append(row)
+            _log(log_format, "candidate", **row)
+            if best is None or row[criterion] < best[0][criterion]:
+                best = (row, model)
+        _log(log_format, "selection", candidates=len(rows), seconds=seconds)
     click.echo(_format_table(rows, criterion, best[0]))
     if table_path:
         _write_table(rows, table_path)

@@ -27,6 +27,7 @@ class DataConfig(_Section):
 
     path: str = Field(description="Zarr store: a local path or an fsspec URL")
     array: str | None = Field(None, description="array inside the Zarr group (None: the path is the array, or the group's only array)")
+    sample_weight: str | None = Field(None, description="array in the same Zarr group with one non-negative weight per row (None: unit weights)")
     chunk_rows: Annotated[int, Field(ge=1)] | None = Field(None, description="rechunk to this many rows per chunk")
     allow_missing_chunks: bool = False
     storage_options: dict[str, Any] = Field(default_factory=dict)
@@ -124,6 +125,13 @@ class JobConfig(_Section):
         if isinstance(value, str):
             return {"path": value}
         return value
+
+    @model_validator(mode="after")
+    def _checkpoint_needs_one_init(self):
+        if self.checkpoint is not None and self.model.n_init > 1:
+            raise ValueError(f"a checkpoint holds one model's state: model.n_init must be 1 "
+                             f"with checkpoint, got {self.model.n_init}")
+        return self
 
 
 def _format_errors(error: ValidationError, source: str) -> str:

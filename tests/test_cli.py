@@ -154,6 +154,8 @@ def test_command_line_overrides_config_values(job, capsys, tmp_path):
          "needs cluster.tls"),
         ({"data": {"path": "x.zarr"}, "checkpoint": {"path": "c.npz", "interval": 0}},
          "checkpoint.interval: Input should be greater than or equal to 1"),
+        ({"data": {"path": "x.zarr"}, "model": {"n_init": 3}, "checkpoint": {"path": "c.npz"}},
+         "model.n_init must be 1 with checkpoint, got 3"),
     ],
 )
 def test_each_config_error_gives_its_message(tmp_path, capsys, sections, message):
@@ -345,3 +347,46 @@ def test_fit_over_tls_with_certificates_from_the_config(job, capsys, tmp_path):
         # A client without the certificates is refused.
         with pytest.raises((OSError, TypeError, ValueError)):
             Client(address, timeout="3s")
+
+
+def test_config_sample_weights_fit_score_and_select(tmp_path, capsys, data_store):
+    import shutil
+    import warnings
+
+    from daskgmm import GaussianMixture, open_zarr_array
+
+    store = tmp_path / "weighted.zarr"
+    shutil.copytree(data_store, store)
+    counts = np.random.default_rng(0).integers(0, 3, size=6000).astype(np.float64)
+    zarr.open_group(str(store), mode="a").create_array("w", data=counts, chunks=(700,))
+    config = write_config(
+        tmp_path / "w.yaml",
+        data={"path": str(store), "array": "X", "sample_weight": "w", "chunk_rows": 1500},
+        model={"n_components": 2, "random_state": 0, "max_iter": 30},
+        output={"model": str(tmp_path / "model.npz")},
+    )
+    code, _, err = invoke(["fit", config], capsys)
+    assert code == 0, err
+    X = open_zarr_array(store, "X")[:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = GaussianMixture(2, random_state=0, max_iter=30, chunk_size=1500).fit(
+            X, sample_weight=counts)
+    model = load_model(tmp_path / "model.npz")
+    np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-9)
+
+    code, _, err = invoke(["score", config, "--log-format", "json"], capsys)
+    scored = json.loads(err.strip().splitlines()[-1])
+    assert code == 0
+    assert scored["log_likelihood"] == pytest.approx(reference.score(X, sample_weight=counts),
+                                                     rel=1e-10)
+    assert scored["n_samples"] == counts.sum()
+
+    code, _, err = invoke(["select", config, "--n-components", "1-3", "--table",
+                           tmp_path / "sel.json", "--set", f"output.model={tmp_path / 'best.npz'}"],
+                          capsys)
+    assert code == 0, err
+    row = next(r for r in json.loads((tmp_path / "sel.json").read_text())
+               if r["n_components"] == 2)
+    assert row["log_likelihood"] == pytest.approx(reference.score(X, sample_weight=counts),
+                                                  rel=1e-9)
