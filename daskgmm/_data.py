@@ -94,6 +94,20 @@ class Dataset:
             return replace(self, weights=None)
         return replace(self, weights=as_sample_weight(sample_weight, self.array.chunks[0]))
 
+    @property
+    def n_chunks(self) -> int:
+        return len(self.array.chunks[0])
+
+    def chunk(self, index: int) -> Dataset:
+        """The rows of one chunk (and their weights), as a data set of their own."""
+        weights = None if self.weights is None else self.weights.blocks[index]
+        return replace(self, array=self.array.blocks[index], weights=weights)
+
+    def rechunk_rows(self, rows: int) -> Dataset:
+        """The same rows in chunks of ``rows`` (lazily; the weights follow)."""
+        weights = None if self.weights is None else self.weights.rechunk({0: rows})
+        return replace(self, array=self.array.rechunk({0: rows}), weights=weights)
+
     def persist(self, persist_fn) -> Dataset:
         """The arrays kept in memory by ``persist_fn``, which maps a list of
         dask arrays to a sequence of persisted ones (``Client.persist``)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 import dask
@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._data import Dataset, as_dataset, as_sample_weight
-from ._em import EMResult, IterationInfo, run_em, run_em_many, total_loglik
+from ._em import EMResult, IterationInfo, combine_many, estep_chunk, run_em, run_em_many, total_loglik
 from ._init import initial_stats
 from ._kernels import (
     GMMParams,
@@ -31,7 +31,7 @@ from ._kernels import (
     precision_cholesky_from_precisions,
     precisions_from_cholesky,
 )
-from ._passes import check_finite_block, single_threaded_blas
+from ._passes import check_finite_block, run_pass, single_threaded_blas
 
 PERSIST_MEMORY_FRACTION = 0.5
 
@@ -92,6 +92,25 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Rows per chunk for numpy input ('auto': about 32 MiB of float64, or
         less so that there are at least 8 chunks of at least 4096 rows, which
         keeps every core busy). Dask and Zarr input keep their own row chunks.
+    algorithm : {'batch', 'online'}, default='batch'
+        'batch' is EM: one pass over the data per iteration, until ``tol``
+        or ``max_iter``. 'online' is stepwise online EM (Cappé & Moulines,
+        2009; see :meth:`partial_fit`): ``online_passes`` sweeps over the data
+        in mini-batches of ``batch_size`` rows, in a random order of batches,
+        with an M-step after every batch. For data so large that even a few
+        dozen passes cost too much; ``tol`` and ``max_iter`` are then unused.
+    online_passes : int, default=2
+        Sweeps over the data of ``algorithm='online'``.
+    batch_size : int or 'auto', default='auto'
+        Rows per mini-batch of ``algorithm='online'`` ('auto': each row
+        chunk of the data is a batch).
+    learning_decay : float in (0.5, 1], default=0.6
+    learning_offset : float >= 0, default=1.0
+        The step-size schedule of online EM: the t-th mini-batch (t = 0, 1,
+        ...) is blended into the running statistics with weight
+        ``(t + learning_offset) ** -learning_decay`` (1 for the first). A
+        decay in (0.5, 1] is what the convergence theory needs; smaller
+        decays forget old batches faster.
 
     Attributes
     ----------
@@ -119,6 +138,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "split_every": [Interval(Integral, 2, None, closed="left")],
         "persist": [StrOptions({"auto"}), "boolean"],
         "chunk_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "algorithm": [StrOptions({"batch", "online"})],
+        "online_passes": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
+        "learning_offset": [Interval(Real, 0.0, None, closed="left")],
     }
 
     def __init__(
@@ -141,6 +165,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         split_every=8,
         persist="auto",
         chunk_size="auto",
+        algorithm="batch",
+        online_passes=2,
+        batch_size="auto",
+        learning_decay=0.6,
+        learning_offset=1.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -159,6 +188,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.split_every = split_every
         self.persist = persist
         self.chunk_size = chunk_size
+        self.algorithm = algorithm
+        self.online_passes = online_passes
+        self.batch_size = batch_size
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------
     # Input
@@ -257,6 +291,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 callback.before_fit(self)
         if resume_from is not None:
             return self._resume(data, resume_from, callbacks)
+        self.__dict__.pop("_online", None)  # a new fit starts online EM afresh
+        if self.algorithm == "online":
+            return self._fit_online(data, callbacks)
 
         if self.warm_start and hasattr(self, "converged_"):
             start = EMResult(self._fitted_params(), self.covariances_, self.lower_bound_)
@@ -286,6 +323,93 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return run_em_many(data, starts, tol=self.tol, reg_covar=self.reg_covar,
                            max_iter=self.max_iter, split_every=self.split_every,
                            callbacks=callbacks)
+
+    # ------------------------------------------------------------------
+    # Online EM
+    # ------------------------------------------------------------------
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of stepwise online EM on a mini-batch (Cappé & Moulines, 2009).
+
+        The E-step of the batch (one pass over it) gives its sufficient
+        statistics per unit weight; they are blended into the running
+        statistics with the step size ``(t + learning_offset) **
+        -learning_decay`` for the t-th call (1 for the first), and the M-step
+        is taken from the running statistics.
+
+        The first call starts from the fitted parameters if the model is
+        fitted, else initialises on this batch with ``init_params`` (or the
+        ``*_init`` parameters). Later calls continue; :meth:`fit` starts over.
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
+            The mini-batch.
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        self : GaussianMixture
+            ``n_iter_`` counts the batches seen; ``lower_bound_`` is the mean
+            log-likelihood of this batch under the parameters before its step.
+        """
+        self._validate_params()
+        with single_threaded_blas:
+            first = not hasattr(self, "_online")
+            if first and not hasattr(self, "converged_"):
+                data = self._fit_dataset(X).with_weights(sample_weight)
+                self._check_initial_parameters(data.n_features)
+                params, covariances = self._initial_parameters(
+                    data.with_weights(None), check_random_state(self.random_state))
+                self._set_fitted(EMResult(params, covariances, -np.inf))
+            else:
+                data = as_dataset(X, self.chunk_size).with_weights(sample_weight)
+                self._check_n_features(data.n_features)
+            self._online_step(data)
+        return self
+
+    def _online_step(self, batch: Dataset) -> float:
+        """E-step on ``batch``, blend, M-step; returns the batch's mean log-likelihood."""
+        from ._online import blend, normalised, shift_stats, step_size
+
+        params = self._fitted_params()
+        running, centres, step = getattr(self, "_online", (None, None, 0))
+        (stats,) = run_pass(batch, estep_chunk, (params,), name="gmm-online-estep",
+                            split_every=self.split_every, combine=combine_many)
+        if running is not None:
+            running = shift_stats(running, centres, params.means, self.covariance_type)
+        gamma = step_size(step, self.learning_decay, self.learning_offset)
+        running = blend(running, normalised(stats), gamma)
+        weights, means, covariances = m_step(running, params.means, self.covariance_type,
+                                             self.reg_covar)
+        prec_chol = compute_precision_cholesky(covariances, self.covariance_type)
+        lower_bound = float(stats["loglik"] / stats["n"])
+        history = list(getattr(self, "lower_bounds_", []))[: step] + [lower_bound]
+        self._set_fitted(EMResult(GMMParams(weights, means, prec_chol, self.covariance_type),
+                                  covariances, lower_bound, history, step + 1, False))
+        self._online = (running, params.means, step + 1)
+        return lower_bound
+
+    def _fit_online(self, data: Dataset, callbacks) -> GaussianMixture:
+        """``online_passes`` sweeps of online EM over ``data`` in mini-batches."""
+        random_state = check_random_state(self.random_state)
+        params, covariances = self._initial_parameters(data.with_weights(None), random_state)
+        self._set_fitted(EMResult(params, covariances, -np.inf))
+        if self.batch_size != "auto":
+            data = data.rechunk_rows(self.batch_size)
+        for _ in range(self.online_passes):
+            for index in random_state.permutation(data.n_chunks):
+                started = time.perf_counter()
+                previous = self.lower_bound_
+                lower_bound = self._online_step(data.chunk(index))
+                info = IterationInfo(self.n_iter_, lower_bound, lower_bound - previous,
+                                     time.perf_counter() - started, self._fitted_params(),
+                                     self.covariances_, False, list(self.lower_bounds_))
+                if any([bool(callback(info)) for callback in callbacks]):
+                    return self
+        return self
 
     def _finish(self, best: EMResult) -> None:
         if not best.converged and self.max_iter > 0:
