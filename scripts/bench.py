@@ -310,12 +310,61 @@ def _subprocess(args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+SWEEP_COMPONENTS = tuple(range(2, 10))
+SWEEP_ITERATIONS = 10
+
+
+def run_sweep(path: str) -> dict:
+    """Case e: n_components 2-9 (full), streamed from Zarr on the LocalCluster: one K=9 fit,
+    the eight fits one after another, and the eight fitted together (daskgmm.fit_many)."""
+    from distributed import Client, LocalCluster
+
+    from daskgmm import GaussianMixture, fit_many, open_zarr_array
+
+    X = open_zarr_array(path, "X")
+    chunk = np.asarray(X[:OUT_OF_CORE_CHUNK_ROWS])
+
+    def model(k):
+        return GaussianMixture(k, max_iter=SWEEP_ITERATIONS, tol=0, persist=False,
+                               **initial_parameters(chunk, k, "full"))
+
+    def timed(work) -> float:
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            work()
+        return time.perf_counter() - started
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      memory_limit=WORKER_MEMORY, dashboard_address=None) as cluster, \
+            Client(cluster):
+        timed(lambda: model(2).fit(X))  # warm up the cluster
+        largest = timed(lambda: model(max(SWEEP_COMPONENTS)).fit(X))
+        together = timed(lambda: fit_many([model(k) for k in SWEEP_COMPONENTS], X))
+        one_by_one = sum(timed(lambda k=k: model(k).fit(X)) for k in SWEEP_COMPONENTS)
+    return {"n": X.shape[0], "data_mib": X.nbytes / 2**20, "largest": largest,
+            "together": together, "one_by_one": one_by_one}
+
+
+def render_sweep(row: dict) -> str:
+    return "\n".join([
+        "| N | data MiB | one K=9 fit, s | 8 fits one by one, s | 8 fits together (fit_many), s | "
+        "together / one K=9 | one by one / one K=9 |",
+        "|---|---|---|---|---|---|---|",
+        f"| {row['n']:,} | {row['data_mib']:.0f} | {row['largest']:.1f} | {row['one_by_one']:.1f} | "
+        f"{row['together']:.1f} | **{row['together'] / row['largest']:.2f}x** | "
+        f"{row['one_by_one'] / row['largest']:.2f}x |",
+    ])
+
+
 def _worker(args: list) -> dict:
     kind, *rest = args
     if kind == "in-memory":
         return run_in_memory(*rest)
     if kind == "out-of-core":
         return run_out_of_core(*rest)
+    if kind == "sweep":
+        return run_sweep(*rest)
     raise ValueError(f"unknown worker kind {kind!r}")
 
 
@@ -379,6 +428,27 @@ def render_out_of_core(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def run_case_d(directory: Path, scale: float, repeats: int) -> str:
+    """Case d and the scaling runs; returns its Markdown section."""
+    n = out_of_core_rows(scale)
+    sizes = [n // 16, n // 4, n]
+    runs = [(size, "stream", 2) for size in sizes] + [(sizes[1], "stream", 1), (n, "memory", 0)]
+    rows = []
+    for size, mode, workers in runs:
+        path = make_out_of_core_data(directory, size)
+        row = _subprocess(["out-of-core", str(path), mode, workers, min(repeats, 2)])
+        _log(f"d {mode:6s} workers={workers} N={size:,} {row['seconds_per_iteration']:.3f} s/iter "
+             f"peak {row['peak_rss_mib']:.0f} MiB")
+        rows.append(row)
+    return ("## Out of core (case d) and scaling\n\n"
+            f"Full covariance, D={OUT_OF_CORE_D}, K={OUT_OF_CORE_K}, float64, Zarr chunks of "
+            f"{OUT_OF_CORE_CHUNK_ROWS:,} rows; each worker process has one thread and a memory limit "
+            f"of {WORKER_MEMORY / 2**20:.0f} MiB; the largest data set is "
+            f"{rows[2]['data_mib'] / rows[2]['workers_memory_limit_mib']:.1f}x the workers' total "
+            "memory limit. The first three rows are the scaling with N, the fourth with the "
+            "number of workers.\n\n" + render_out_of_core(rows))
+
+
 def machine_line(gflops: float) -> str:
     import dask
     import sklearn
@@ -405,7 +475,7 @@ def machine_line(gflops: float) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default="a,b,c,d", help="comma-separated cases: a, b, c, d")
+    parser.add_argument("--cases", default="a,b,c,d,e", help="comma-separated cases: a, b, c, d, e")
     parser.add_argument("--libraries", default="daskgmm,sklearn,spark,pycave",
                         help="peers for cases a-c (each runs only where it applies)")
     parser.add_argument("--repeats", type=int, default=3)
@@ -449,27 +519,19 @@ def main() -> int:
         sections.append("## In memory: daskgmm against its peers\n\n" + render_in_memory(in_memory)
                         + "\n\n" + gemm_fraction_line(in_memory, gflops))
 
-    if "d" in cases:
+    if "d" in cases or "e" in cases:
         with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
-            n = out_of_core_rows(args.scale)
-            sizes = [n // 16, n // 4, n]
-            rows = []
-            runs = [(size, "stream", 2) for size in sizes] + [(sizes[1], "stream", 1),
-                                                             (n, "memory", 0)]
-            for size, mode, workers in runs:
-                path = make_out_of_core_data(Path(tmp), size)
-                row = _subprocess(["out-of-core", str(path), mode, workers, min(args.repeats, 2)])
-                _log(f"d {mode:6s} workers={workers} N={size:,} {row['seconds_per_iteration']:.3f} s/iter "
-                     f"peak {row['peak_rss_mib']:.0f} MiB")
-                rows.append(row)
-        sections.append(
-            "## Out of core (case d) and scaling\n\n"
-            f"Full covariance, D={OUT_OF_CORE_D}, K={OUT_OF_CORE_K}, float64, Zarr chunks of "
-            f"{OUT_OF_CORE_CHUNK_ROWS:,} rows; each worker process has one thread and a memory limit "
-            f"of {WORKER_MEMORY / 2**20:.0f} MiB; the largest data set is "
-            f"{rows[2]['data_mib'] / rows[2]['workers_memory_limit_mib']:.1f}x the workers' total "
-            "memory limit. The first three rows are the scaling with N, the fourth with the "
-            "number of workers.\n\n" + render_out_of_core(rows))
+            if "e" in cases:
+                path = make_out_of_core_data(Path(tmp), out_of_core_rows(args.scale) // 4)
+                sweep = _subprocess(["sweep", str(path)])
+                _log(f"e sweep {sweep}")
+                sections.append(
+                    f"## Many models in one pass (case e)\n\nn_components {SWEEP_COMPONENTS[0]} to "
+                    f"{SWEEP_COMPONENTS[-1]}, full covariance, {SWEEP_ITERATIONS} EM iterations each "
+                    "from given initial parameters, D=16, streamed from Zarr (persist=False) on the "
+                    "same LocalCluster as case d.\n\n" + render_sweep(sweep))
+            if "d" in cases:
+                sections.append(run_case_d(Path(tmp), args.scale, args.repeats))
 
     text = "\n\n".join([machine_line(gflops)] + sections) + "\n"
     print(text)

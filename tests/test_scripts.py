@@ -70,12 +70,13 @@ def test_benchmark_script_runs_at_tiny_sizes(tmp_path):
     out = tmp_path / "RESULTS.md"
     result = subprocess.run(
         ["python", str(SCRIPTS / "bench.py"), "--scale", "0.0005", "--repeats", "1",
-         "--libraries", "daskgmm,sklearn", "--cases", "a,b,c,d", "--data-dir", str(tmp_path),
+         "--libraries", "daskgmm,sklearn", "--cases", "a,b,c,d,e", "--data-dir", str(tmp_path),
          "--out", str(out)],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     text = out.read_text()
     assert "GEMM rate" in text and "## Out of core (case d) and scaling" in text
+    assert "## Many models in one pass (case e)" in text and "together / one K=9" in text
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     in_memory = [r for r in rows if r.split("|")[6].strip() in ("daskgmm", "sklearn")]
     assert len(in_memory) == 2 * (4 + 1 + 1)  # cases a (four types), b, c; two libraries
