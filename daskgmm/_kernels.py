@@ -28,7 +28,7 @@ the data sit from the origin.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -211,7 +211,9 @@ _MIN_BLOCK_ROWS, _MAX_BLOCK_ROWS = 256, 8192
 # The expanded quadratic form  y'Py - 2 m'Py + m'Pm  (y = x - c, m = mu - c)
 # rounds with an absolute error near eps * m'Pm. Past this squared Mahalanobis
 # distance of a mean from the expansion centre (1,000 standard deviations,
-# an error near 1e-10), the E-step takes the exact per-component path instead.
+# an error near 1e-10), a component's log-densities and moments are computed
+# exactly about its own mean instead (typically a component collapsed to
+# reg_covar); if every component is that far, the whole E-step is.
 _EXPANSION_LIMIT = 1e6
 
 
@@ -236,6 +238,8 @@ class LinearForm:
     base: np.ndarray
     covariance_type: str
     tied_factor: np.ndarray | None = None
+    exact: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    """Components too far from ``centre`` to expand: computed exactly instead."""
 
     @property
     def n_features_out(self) -> int:
@@ -248,8 +252,9 @@ def _triu_pairs(n_features: int) -> tuple[np.ndarray, np.ndarray]:
 
 def linear_form(params: GMMParams, centre: np.ndarray | None = None) -> LinearForm | None:
     """The :class:`LinearForm` of ``params`` about ``centre`` (default: the
-    centre of the means), or None where expanding would lose precision
-    (a mean farther than ``sqrt(_EXPANSION_LIMIT)`` standard deviations)."""
+    centre of the means), or None where expanding would lose precision for
+    every component (each mean farther than ``sqrt(_EXPANSION_LIMIT)``
+    standard deviations); components that far are listed in ``exact``."""
     means, prec_chol, cov_type = params.means, params.precisions_cholesky, params.covariance_type
     n_features = means.shape[1]
     centre = _global_centre(means) if centre is None else np.asarray(centre, dtype=np.float64)
@@ -269,7 +274,8 @@ def linear_form(params: GMMParams, centre: np.ndarray | None = None) -> LinearFo
         linear = offsets * precisions
         quadratic = precisions
     distances = np.einsum("kd,kd->k", offsets, linear)  # m_k' P_k m_k
-    if not np.all(distances <= _EXPANSION_LIMIT):
+    far = ~(distances <= _EXPANSION_LIMIT)
+    if far.all():
         return None
     log_det = log_det_cholesky(prec_chol, cov_type, n_features)
     with np.errstate(divide="ignore"):
@@ -282,6 +288,7 @@ def linear_form(params: GMMParams, centre: np.ndarray | None = None) -> LinearFo
         base=np.broadcast_to(base, means.shape[:1]).copy(),
         covariance_type=cov_type,
         tied_factor=prec_chol if cov_type == "tied" else None,
+        exact=np.flatnonzero(far),
     )
 
 
@@ -342,6 +349,24 @@ def _squared_mahalanobis_exact(X: np.ndarray, params: GMMParams) -> np.ndarray:
     return out
 
 
+def _component_log_prob_exact(X: np.ndarray, params: GMMParams, k: int) -> np.ndarray:
+    """``log w_k + log N(x | mu_k, Sigma_k)`` of the rows, centred on mu_k (exact)."""
+    n_features = X.shape[1]
+    prec_chol, cov_type = params.precisions_cholesky, params.covariance_type
+    y = np.asarray(X, dtype=np.float64) - params.means[k]
+    if cov_type == "full":
+        z, log_det = y @ prec_chol[k], np.log(np.diagonal(prec_chol[k])).sum()
+    elif cov_type == "tied":
+        z, log_det = y @ prec_chol, np.log(np.diagonal(prec_chol)).sum()
+    elif cov_type == "diag":
+        z, log_det = y * prec_chol[k], np.log(prec_chol[k]).sum()
+    else:
+        z, log_det = y * prec_chol[k], n_features * np.log(prec_chol[k])
+    with np.errstate(divide="ignore"):
+        log_weight = np.log(params.weights[k])
+    return -0.5 * (n_features * _LOG_2PI + np.einsum("ij,ij->i", z, z)) + log_det + log_weight
+
+
 def _diagonal_precisions(prec_chol: np.ndarray, cov_type: str, n_features: int) -> np.ndarray:
     """Per-feature precisions (K, D) of diag or spherical components."""
     if cov_type == "diag":
@@ -380,6 +405,8 @@ def estimate_weighted_log_prob(X: np.ndarray, params: GMMParams) -> np.ndarray:
         phi = features[:, : block.shape[0]]
         _fill_features(block, form, phi)
         out[start : start + block.shape[0]] = (form.coef @ phi).T + form.base
+    for k in form.exact:
+        out[:, k] = _component_log_prob_exact(X, params, k)
     return out
 
 
@@ -648,12 +675,18 @@ def _estep_stats_fused(
     nk = np.zeros(n_stacked)
     tied_s2 = np.zeros((n_features, n_features)) if tied else None
     loglik = np.zeros(len(forms))
+    # (stacked row, model, component) of the components computed exactly, and
+    # their moments about their own means.
+    exact = [(bounds[m] + k, m, k) for m, f in enumerate(forms) for k in f.exact]
+    exact_moments = {row: empty_stats(1, n_features, form.covariance_type) for row, _, _ in exact}
     for start in range(0, n_rows, step):
         block = X[start : start + step]
         phi = features[:, : block.shape[0]]
         _fill_features(block, form, phi)
         resp = coef @ phi
         resp += base[:, np.newaxis]
+        for row, m, k in exact:
+            resp[row] = _component_log_prob_exact(block, models[m], k)
         weights = None if sample_weight is None else sample_weight[start : start + step]
         for m in range(len(forms)):
             row_loglik = _normalise_columns(resp[bounds[m] : bounds[m + 1]])
@@ -661,6 +694,12 @@ def _estep_stats_fused(
         if weights is not None:
             resp *= weights
         nk += resp.sum(axis=1)
+        for row, m, k in exact:
+            if not tied:
+                part = shifted_moments(block, resp[row][:, np.newaxis], models[m].means[k : k + 1],
+                                       form.covariance_type)
+                for key in ("s1", "s2"):
+                    exact_moments[row][key] += part[key]
         if tied:
             y = phi[-n_features:]
             moments[:, 1:] += resp @ y.T
@@ -676,6 +715,10 @@ def _estep_stats_fused(
         stats["nk"] = nk[rows]
         stats["loglik"] = np.float64(loglik[m])
         _moments_to_centres(stats, moments[rows], tied_s2, f, params.means)
+        for k in f.exact:
+            if not tied:
+                stats["s1"][k] = exact_moments[bounds[m] + k]["s1"][0]
+                stats["s2"][k] = exact_moments[bounds[m] + k]["s2"][0]
         out.append(stats)
     return out
 

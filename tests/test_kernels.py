@@ -216,3 +216,29 @@ def test_integer_sample_weights_equal_repeated_rows(fitted, X_offset):
     weighted = estep_stats(X_offset, params, sample_weight=weights.astype(np.float64))
     _assert_stats_close(weighted, repeated)
     assert weighted["n"] == weights.sum()
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_one_collapsed_component_is_computed_exactly_and_the_rest_fused(covariance_type, X_offset):
+    # (A tied covariance is shared: one component cannot collapse alone.)
+    from daskgmm._kernels import (
+        _component_log_prob_exact,
+        _estep_stats_exact,
+        compute_precision_cholesky,
+        linear_form,
+    )
+
+    sk = SkGMM(3, covariance_type=covariance_type, random_state=0, max_iter=2).fit(X_offset)
+    covariances = np.array(sk.covariances_, copy=True)
+    covariances[1] = covariances[1] * 1e-9  # collapsed: its mean is far in its own units
+    params = GMMParams(sk.weights_, sk.means_, compute_precision_cholesky(covariances, covariance_type),
+                       covariance_type)
+    form = linear_form(params)
+    assert form is not None and list(form.exact) == [1]
+    X = np.concatenate([X_offset, params.means[[1]] + 1e-6])
+    weights = np.random.default_rng(0).uniform(size=X.shape[0])
+    _assert_stats_close(estep_stats(X, params, weights), _estep_stats_exact(X, params, weights),
+                        rtol=1e-9, atol=1e-9)
+    unit = GMMParams(np.ones(3), params.means, params.precisions_cholesky, covariance_type)
+    exact = np.column_stack([_component_log_prob_exact(X, unit, k) for k in range(3)])
+    np.testing.assert_allclose(estimate_log_gaussian_prob(X, params), exact, rtol=1e-11)
