@@ -29,7 +29,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import KMeans, kmeans_plusplus
 
 from ._data import Dataset
 from ._kernels import Stats, hard_moments, shifted_moments
@@ -120,6 +119,8 @@ def init_random_from_data(data, n_components, covariance_type, random_state) -> 
 
 def init_kmeans_plusplus(data, n_components, covariance_type, random_state) -> InitialStats:
     """k-means++ seeding on a uniform sample of rows (all rows if few)."""
+    from sklearn.cluster import kmeans_plusplus  # here, not at the top: workers never need sklearn
+
     sample = sample_rows(data, sample_size(n_components), random_state)
     _, indices = kmeans_plusplus(sample, n_components, random_state=random_state)
     return _one_hot_rows(sample[indices], covariance_type)
@@ -299,6 +300,8 @@ def _recluster(candidates, weights, n_components, random_state) -> np.ndarray:
         # distinct rows; repeat candidates (the components then start equal).
         reps = np.resize(np.arange(candidates.shape[0]), n_components)
         return candidates[reps].copy()
+    from sklearn.cluster import KMeans  # here, not at the top: workers never need sklearn
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "fewer distinct clusters" on degenerate data
         km = KMeans(n_clusters=n_components, n_init=1, random_state=random_state)

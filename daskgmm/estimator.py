@@ -26,12 +26,12 @@ from ._kernels import (
     GMMParams,
     compute_precision_cholesky,
     covariances_from_cholesky,
-    estimate_log_prob_resp,
     m_step,
     precision_cholesky_from_precisions,
     precisions_from_cholesky,
 )
-from ._passes import check_finite_block, run_pass, single_threaded_blas
+from ._passes import run_pass, single_threaded_blas
+from ._predict import checked_block, labels_block, log_likelihood_block, proba_block
 
 PERSIST_MEMORY_FRACTION = 0.5
 
@@ -559,11 +559,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         params_key = delayed(params, pure=True, name=f"gmm-params-{self._params_token()}")
         if kind == "proba":
             return data.array.map_blocks(
-                _checked_block, kernel, params_key, chunks=(data.array.chunks[0], (self.n_components,)),
+                checked_block, kernel, params_key, chunks=(data.array.chunks[0], (self.n_components,)),
                 dtype=np.float64, name="gmm-predict-proba",
             )
         return data.array.map_blocks(
-            _checked_block, kernel, params_key, drop_axis=1,
+            checked_block, kernel, params_key, drop_axis=1,
             dtype=np.int64 if kind == "labels" else np.float64, name=f"gmm-{kind}",
         )
 
@@ -580,7 +580,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         log_prob : ndarray or dask.array.Array of shape (n_samples,)
             Lazy for dask and Zarr input.
         """
-        return self._map(X, _log_likelihood_kernel, "score-samples")
+        return self._map(X, log_likelihood_block, "score-samples")
 
     def predict(self, X):
         """The most probable component of each sample.
@@ -590,7 +590,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         labels : ndarray or dask.array.Array of shape (n_samples,)
             Lazy for dask and Zarr input.
         """
-        return self._map(X, _labels_kernel, "labels")
+        return self._map(X, labels_block, "labels")
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.
@@ -600,14 +600,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         resp : ndarray or dask.array.Array of shape (n_samples, n_components)
             Lazy for dask and Zarr input.
         """
-        return self._map(X, _proba_kernel, "proba")
+        return self._map(X, proba_block, "proba")
 
     def _total_loglik(self, X, sample_weight=None) -> tuple[float, float]:
         """Summed (weighted) log-likelihood of ``X`` and the total weight (rows if unweighted)."""
         params = self._fitted_params()
         if not _is_out_of_core_input(X):
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-            log_prob = _log_likelihood_kernel(X, params)
+            log_prob = log_likelihood_block(X, params)
             if sample_weight is None:
                 return float(log_prob.sum()), X.shape[0]
             weights = as_sample_weight(sample_weight, (X.shape[0],)).compute()
@@ -675,31 +675,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                      "converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_"):
             setattr(model, attr, getattr(self, attr))
         return model
-
-
-# ----------------------------------------------------------------------
-# Per-block kernels for the lazy predict / score maps
-# ----------------------------------------------------------------------
-
-
-def _log_likelihood_kernel(X: np.ndarray, params: GMMParams) -> np.ndarray:
-    return estimate_log_prob_resp(X, params)[0]
-
-
-def _labels_kernel(X: np.ndarray, params: GMMParams) -> np.ndarray:
-    return estimate_log_prob_resp(X, params)[1].argmax(axis=1)
-
-
-def _proba_kernel(X: np.ndarray, params: GMMParams) -> np.ndarray:
-    return np.exp(estimate_log_prob_resp(X, params)[1])
-
-
-def _checked_block(block: np.ndarray, kernel, params: GMMParams, block_info=None) -> np.ndarray:
-    """Run a kernel on one block, refusing NaN or infinite rows by their row range."""
-    if not np.isfinite(block).all():
-        start = block_info[0]["array-location"][0][0] if block_info else 0
-        check_finite_block(block, start)
-    return kernel(block, params)
 
 
 def _checked_array(value, shape: tuple[int, ...], name: str) -> np.ndarray:

@@ -265,10 +265,12 @@ def run_out_of_core(path: str, mode: str, n_workers: int, repeats: int) -> dict:
         median, samples, log_likelihood = seconds_per_iteration(fitter.fit, repeats)
         row.update(peak_rss_mib=peak_rss_mib(), workers_memory_limit_mib=None)
     else:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                          memory_limit=WORKER_MEMORY, dashboard_address=None) as cluster, \
+        from daskgmm.cluster import local_cluster
+
+        with local_cluster(n_workers=n_workers, threads_per_worker=1,
+                           memory_limit=WORKER_MEMORY, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
             fitter = DaskgmmFitter(X, OUT_OF_CORE_K, "full", init)
             client.run(_start_peak_sampler)
@@ -317,7 +319,9 @@ SWEEP_ITERATIONS = 10
 def run_sweep(path: str) -> dict:
     """Case e: n_components 2-9 (full), streamed from Zarr on the LocalCluster: one K=9 fit,
     the eight fits one after another, and the eight fitted together (daskgmm.fit_many)."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from daskgmm.cluster import local_cluster
 
     from daskgmm import GaussianMixture, fit_many, open_zarr_array
 
@@ -335,8 +339,8 @@ def run_sweep(path: str) -> dict:
             work()
         return time.perf_counter() - started
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      memory_limit=WORKER_MEMORY, dashboard_address=None) as cluster, \
+    with local_cluster(n_workers=2, threads_per_worker=1,
+                       memory_limit=WORKER_MEMORY, dashboard_address=None) as cluster, \
             Client(cluster):
         timed(lambda: model(2).fit(X))  # warm up the cluster
         largest = timed(lambda: model(max(SWEEP_COMPONENTS)).fit(X))

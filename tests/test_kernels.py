@@ -242,3 +242,34 @@ def test_one_collapsed_component_is_computed_exactly_and_the_rest_fused(covarian
     unit = GMMParams(np.ones(3), params.means, params.precisions_cholesky, covariance_type)
     exact = np.column_stack([_component_log_prob_exact(X, unit, k) for k in range(3)])
     np.testing.assert_allclose(estimate_log_gaussian_prob(X, params), exact, rtol=1e-11)
+
+
+def test_reused_block_buffers_give_each_chunk_its_own_statistics(fitted, X_offset):
+    """The fused E-step reuses its block buffers between calls of a thread:
+    a large chunk, a smaller one and the large one again must each get the
+    statistics of a fresh computation (no stale rows or columns)."""
+    from daskgmm._kernels import _estep_stats_exact
+
+    params = _params(fitted)
+    small = X_offset[:37]
+    expected_large = _estep_stats_exact(X_offset, params, None)
+    expected_small = _estep_stats_exact(small, params, None)
+    _assert_stats_close(estep_stats(X_offset, params), expected_large)
+    _assert_stats_close(estep_stats(small, params), expected_small)
+    _assert_stats_close(estep_stats(X_offset, params), expected_large)
+
+
+def test_scratch_buffers_are_per_thread_and_per_slot():
+    import threading
+
+    from daskgmm._kernels import _scratch
+
+    first = _scratch((4, 8), slot=0)
+    assert np.shares_memory(first, _scratch((2, 8), slot=0))  # reused, not reallocated
+    assert not np.shares_memory(first, _scratch((4, 8), slot=1))
+    other_thread = []
+    thread = threading.Thread(target=lambda: other_thread.append(_scratch((4, 8), slot=0)))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(first, other_thread[0])
+    assert _scratch((64, 64), slot=0).shape == (64, 64)  # grows when asked for more
