@@ -105,15 +105,17 @@ def initial_parameters(sample: np.ndarray, k: int, covariance_type: str, seed: i
 
 
 class DaskgmmFitter:
-    def __init__(self, X, k: int, covariance_type: str, init: dict, chunk_size="auto"):
+    def __init__(self, X, k: int, covariance_type: str, init: dict, chunk_size="auto",
+                 persist="auto"):
         self.X, self.k, self.covariance_type, self.init = X, k, covariance_type, init
-        self.chunk_size = chunk_size
+        self.chunk_size, self.persist = chunk_size, persist
 
     def fit(self, max_iter: int) -> float:
         from daskgmm import GaussianMixture
 
         model = GaussianMixture(self.k, covariance_type=self.covariance_type, max_iter=max_iter,
-                                tol=0, chunk_size=self.chunk_size, **self.init)
+                                tol=0, chunk_size=self.chunk_size, persist=self.persist,
+                                **self.init)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tol=0 never converges, by design
             model.fit(self.X)
@@ -272,7 +274,9 @@ def run_out_of_core(path: str, mode: str, n_workers: int, repeats: int) -> dict:
         with local_cluster(n_workers=n_workers, threads_per_worker=1,
                            memory_limit=WORKER_MEMORY, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
-            fitter = DaskgmmFitter(X, OUT_OF_CORE_K, "full", init)
+            # persist=False: the smallest size fits in the workers' memory, where
+            # persist='auto' would keep it; every row of this table streams.
+            fitter = DaskgmmFitter(X, OUT_OF_CORE_K, "full", init, persist=False)
             client.run(_start_peak_sampler)
             median, samples, log_likelihood = seconds_per_iteration(fitter.fit, repeats)
             peaks = client.run(_stop_peak_sampler)
