@@ -57,7 +57,7 @@ def connect(config: ClusterConfig, log: TextIO | None = None) -> Iterator[object
         yield client
 
 
-# glibc's malloc backs each large buffer with transparent huge pages. dask's
+# With this setting glibc's malloc backs large buffers with transparent huge pages. dask's
 # nanny sets MALLOC_TRIM_THRESHOLD_ for its workers so that freed memory goes
 # back to the OS; every multi-MiB buffer (a Zarr chunk read, decoded, copied)
 # is then a fresh mmap that faults in 4 KiB at a time. Measured on the
