@@ -7,8 +7,8 @@ and initial parameters and returns the fitted parameters and the history.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -16,13 +16,14 @@ from ._data import Dataset
 from ._kernels import (
     GMMParams,
     Stats,
-    compute_precision_cholesky,
     combine_stats,
+    compute_precision_cholesky,
     estep_stats_many,
     estimate_log_prob_resp,
     m_step,
 )
 from ._passes import check_finite_block, run_pass
+from .exceptions import NonFiniteError
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,26 @@ def estep_chunk(block: np.ndarray, models: tuple[GMMParams, ...], start: int,
     return stats
 
 
+def combine_quietly(parts: list[Stats]) -> Stats:
+    """:func:`combine_stats` without floating-point warnings.
+
+    Sums that overflow (or add infinities of both signs) are not warned about
+    here: the driver reports them with the iteration and the components
+    (:func:`check_finite_stats`).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return combine_stats(parts)
+
+
 def combine_many(parts: list[list[Stats]]) -> list[Stats]:
     """Add each model's statistics over chunks, in chunk order."""
     return [combine_stats([part[m] for part in parts]) for m in range(len(parts[0]))]
+
+
+def combine_many_quietly(parts: list[list[Stats]]) -> list[Stats]:
+    """:func:`combine_many` without floating-point warnings, for passes whose
+    result goes through :func:`check_finite_stats`."""
+    return [combine_quietly([part[m] for part in parts]) for m in range(len(parts[0]))]
 
 
 def loglik_chunk(block: np.ndarray, models: tuple[GMMParams, ...], start: int,
@@ -115,6 +133,126 @@ def total_loglik(data: Dataset, models: Sequence[GMMParams], split_every: int) -
     """One pass: each model's summed (weighted) log-likelihood ``loglik`` and weight ``n``."""
     return run_pass(data, loglik_chunk, tuple(models), name="gmm-score", split_every=split_every,
                     combine=combine_many)
+
+
+_MAX_LISTED = 10
+
+
+def _component_list(components: np.ndarray) -> str:
+    """``component 3`` / ``components 0, 2`` (the first few of many, and how many in all)."""
+    shown = ", ".join(str(int(k)) for k in components[:_MAX_LISTED])
+    if components.size > _MAX_LISTED:
+        shown += f", ... ({components.size} in all)"
+    return f"component{'s' if components.size > 1 else ''} {shown}"
+
+
+def nonfinite_components(stats: Stats, covariance_type: str,
+                         params: GMMParams | None = None) -> dict[str, np.ndarray]:
+    """Which components have non-finite statistics (or parameters), by name.
+
+    Returns
+    -------
+    dict
+        ``{"nk": mask, "s1": mask, "s2": mask[, "parameters": mask]}``, each a
+        boolean mask over the components. A non-finite tied ``s2`` (or tied
+        precision) is shared, so it marks every component.
+    """
+    nk = np.asarray(stats["nk"], dtype=np.float64)
+    n_components = nk.shape[0]
+
+    def per_component(values: np.ndarray, shared: bool) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        if shared:
+            return np.full(n_components, not np.isfinite(values).all())
+        return ~np.isfinite(values.reshape(n_components, -1)).all(axis=1)
+
+    tied = covariance_type == "tied"
+    masks = {
+        "nk": ~np.isfinite(nk),
+        "s1": per_component(stats["s1"], shared=False),
+        "s2": per_component(stats["s2"], shared=tied),
+    }
+    if params is not None:
+        masks["parameters"] = (
+            ~np.isfinite(params.weights)
+            | per_component(params.means, shared=False)
+            | per_component(params.precisions_cholesky, shared=tied)
+        )
+    return masks
+
+
+def check_finite_stats(
+    stats: Stats,
+    covariance_type: str,
+    *,
+    iteration: int | None = None,
+    params: GMMParams | None = None,
+    model: int | None = None,
+    n_models: int = 1,
+    stage: str | None = None,
+) -> None:
+    """Refuse a pass's reduced statistics if its log-likelihood or moments are not finite.
+
+    Each chunk task has already refused non-finite *input* by its rows
+    (:func:`daskgmm._passes.check_finite_block`), so anything non-finite here
+    was computed from finite data: values whose squares overflow float64, or
+    a degenerate component.
+
+    Parameters
+    ----------
+    stats : Stats
+        The whole data set's statistics from one pass (``loglik`` may be absent,
+        as after an initialisation pass).
+    covariance_type : str
+    iteration : int, optional
+        1-based EM iteration of the pass, named in the message.
+    params : GMMParams, optional
+        The parameters the pass used; components with non-finite parameters
+        are named too.
+    model, n_models : int
+        Which of the models sharing the pass this is, named when there are several.
+    stage : str, optional
+        What produced the statistics, when not an EM iteration (e.g. the
+        initialisation).
+
+    Raises
+    ------
+    NonFiniteError
+        Naming the iteration (or stage), the components and the likely cause.
+    """
+    loglik = float(stats.get("loglik", 0.0))
+    masks = nonfinite_components(stats, covariance_type, params)
+    bad = np.logical_or.reduce(list(masks.values()))
+    if np.isfinite(loglik) and not bad.any():
+        return
+    if stage is None:
+        stage = f"EM iteration {iteration}" if iteration is not None else "an EM iteration"
+    if n_models > 1 and model is not None:
+        stage += f" of model {model} (counting from 0) of the {n_models} fitted together"
+    what = "a non-finite log-likelihood" if not np.isfinite(loglik) else "non-finite statistics"
+    parts = []
+    if not np.isfinite(loglik):
+        parts.append(f"the log-likelihood summed over the rows is {loglik}")
+    if bad.any():
+        components = np.flatnonzero(bad)
+        names = [name for name, mask in masks.items() if mask.any()]
+        parts.append(f"{_component_list(components)} {'has' if components.size == 1 else 'have'} "
+                     f"non-finite {', '.join(names)}")
+    else:
+        # Every per-component sum is finite: the total over the rows overflowed,
+        # so rows lie extremely far (in Mahalanobis distance) from every component.
+        components = np.arange(masks["nk"].size)
+        parts.append(f"the statistics of every component are finite, so it is the sum of the "
+                     f"rows' log-likelihoods that overflowed: rows lie extremely far (in "
+                     f"Mahalanobis distance) from every component ({_component_list(components)})")
+    raise NonFiniteError(
+        f"{stage} produced {what} from finite data: {'; '.join(parts)}. "
+        "The likely cause is data values (or distances between rows and means) whose squares "
+        "overflow float64 (magnitudes beyond about 1e154), or a degenerate component with an "
+        "extreme precision (a collapsed covariance or an extreme precisions_init). Scale the "
+        "data (e.g. standardise the features) or increase reg_covar.",
+        iteration=iteration, components=components, model=model,
+    )
 
 
 def _m_step(stats: Stats, params: GMMParams, reg_covar: float) -> tuple[GMMParams, np.ndarray]:
@@ -225,11 +363,14 @@ def run_em_many(
         started = time.perf_counter()
         models = tuple(results[i].params for i in active)
         stats = run_pass(data, estep_chunk, models, name="gmm-estep", split_every=split_every,
-                         combine=combine_many)
+                         combine=combine_many_quietly)
         seconds = time.perf_counter() - started
         stop = False
-        for i, model_stats in zip(active, stats):
+        for i, model_stats in zip(active, stats, strict=True):
             result = results[i]
+            check_finite_stats(model_stats, result.params.covariance_type,
+                               iteration=result.n_iter + 1, params=result.params,
+                               model=i, n_models=len(results))
             params, covariances = _m_step(model_stats, result.params, reg_covar[i])
             lower_bound = float(model_stats["loglik"] / model_stats["n"])
             change = lower_bound - result.lower_bound

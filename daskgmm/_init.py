@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._data import Dataset
+from ._em import check_finite_stats, combine_quietly
 from ._kernels import Stats, hard_moments, shifted_moments
 from ._passes import check_finite_block, run_pass
 
@@ -154,7 +155,8 @@ def init_random(data, n_components, covariance_type, random_state, split_every) 
     head = take_rows(data, np.arange(min(data.n_samples, 1000)))
     centres = np.tile(head.mean(axis=0), (n_components, 1))
     params = _RandomRespParams(_new_seed(random_state), centres, covariance_type)
-    stats = run_pass(data, _random_resp_chunk, params, name="gmm-init-random", split_every=split_every)
+    stats = run_pass(data, _random_resp_chunk, params, name="gmm-init-random",
+                     split_every=split_every, combine=combine_quietly)
     return InitialStats(stats, centres)
 
 
@@ -227,20 +229,29 @@ class _LloydParams:
 
 
 def _lloyd_chunk(block: np.ndarray, p: _LloydParams, start: int) -> Stats:
-    labels, d2 = nearest_centre(block, p.centres, p.origin)
-    stats = hard_moments(block, labels, p.centres, p.covariance_type)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported by initial_stats
+        labels, d2 = nearest_centre(block, p.centres, p.origin)
+        stats = hard_moments(block, labels, p.centres, p.covariance_type)
     stats["inertia"] = np.float64(d2.sum())
     return stats
 
 
-def init_kmeans(data, n_components, covariance_type, random_state, split_every) -> InitialStats:
+def init_kmeans(data, n_components, covariance_type, random_state, split_every,
+                max_lloyd_passes: int | None = None) -> InitialStats:
     """Scalable k-means; returns the statistics of its final hard labels.
 
     Passes: one for the first cost, ``KMEANS_PARALLEL_ROUNDS`` of
     oversampling, one to weight the candidates, then Lloyd passes until the
     centres move less than ``KMEANS_TOL`` times the data's scale (at most
-    ``KMEANS_MAX_LLOYD_PASSES``). The last Lloyd pass also yields the
-    statistics of the labels, so no further pass is needed.
+    ``max_lloyd_passes``, by default ``KMEANS_MAX_LLOYD_PASSES``). The last
+    Lloyd pass also yields the statistics of the labels, so no further pass
+    is needed.
+
+    The statistics are returned with the centres they were computed about
+    (the centres that assigned the labels), never with centres moved after
+    the pass: the means the M-step derives from them,
+    ``centres + s1 / nk``, are then exactly the centroids of the rows each
+    centre was assigned, whether the passes converged or hit their limit.
 
     Notes
     -----
@@ -276,16 +287,24 @@ def init_kmeans(data, n_components, covariance_type, random_state, split_every) 
     centres = _recluster(centres, counts, n_components, random_state)
 
     tol = KMEANS_TOL * initial_cost / (data.n_samples * data.n_features)
-    for _ in range(KMEANS_MAX_LLOYD_PASSES):
+    if max_lloyd_passes is None:
+        max_lloyd_passes = KMEANS_MAX_LLOYD_PASSES
+    if max_lloyd_passes < 1:
+        raise ValueError(f"max_lloyd_passes must be at least 1, got {max_lloyd_passes}.")
+    for lloyd_pass in range(max_lloyd_passes):
         stats = run_pass(
             data, _lloyd_chunk, _LloydParams(centres, origin, covariance_type),
-            name="gmm-init-kmeans-lloyd", split_every=split_every,
+            name="gmm-init-kmeans-lloyd", split_every=split_every, combine=combine_quietly,
         )
         stats.pop("inertia")
+        if lloyd_pass == max_lloyd_passes - 1:
+            break  # out of passes: keep the centres these statistics are about
         nonempty = stats["nk"] > 0
         shift = np.zeros_like(centres)
         shift[nonempty] = stats["s1"][nonempty] / stats["nk"][nonempty, None]
-        if np.sum(shift**2) <= tol:
+        with np.errstate(over="ignore", invalid="ignore"):  # reported by initial_stats
+            small = np.sum(shift**2) <= tol
+        if small or not np.isfinite(shift).all():
             break
         centres = centres + shift
     return InitialStats(stats, centres)
@@ -320,15 +339,26 @@ def initial_stats(
     random_state: np.random.RandomState,
     split_every: int,
 ) -> InitialStats:
-    """Run the named initialisation strategy."""
+    """Run the named initialisation strategy.
+
+    Raises
+    ------
+    NonFiniteError
+        If the statistics it returns are not finite (the data are: each pass
+        refuses non-finite rows), naming the components and the likely cause.
+    """
     if init_params == "kmeans":
-        return init_kmeans(data, n_components, covariance_type, random_state, split_every)
-    if init_params == "random":
-        return init_random(data, n_components, covariance_type, random_state, split_every)
-    if init_params == "random_from_data":
-        return init_random_from_data(data, n_components, covariance_type, random_state)
-    if init_params == "k-means++":
-        return init_kmeans_plusplus(data, n_components, covariance_type, random_state)
-    raise ValueError(
-        f"init_params {init_params!r} not found; valid options are {list(INIT_STRATEGIES)}."
-    )
+        init = init_kmeans(data, n_components, covariance_type, random_state, split_every)
+    elif init_params == "random":
+        init = init_random(data, n_components, covariance_type, random_state, split_every)
+    elif init_params == "random_from_data":
+        init = init_random_from_data(data, n_components, covariance_type, random_state)
+    elif init_params == "k-means++":
+        init = init_kmeans_plusplus(data, n_components, covariance_type, random_state)
+    else:
+        raise ValueError(
+            f"init_params {init_params!r} not found; valid options are {list(INIT_STRATEGIES)}."
+        )
+    check_finite_stats(init.stats, covariance_type,
+                       stage=f"The initialisation (init_params={init_params!r})")
+    return init

@@ -40,6 +40,7 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 # scikit-learn adds this to every N_k so that an empty component does not
 # divide by zero; we do the same so that fits agree.
 _NK_EPS = 10 * np.finfo(np.float64).eps
+_EPS = np.finfo(np.float64).eps
 _LOG_2PI = np.log(2 * np.pi)
 
 
@@ -242,6 +243,14 @@ def _scratch(shape: tuple[int, ...], slot: int) -> np.ndarray:
 # reg_covar); if every component is that far, the whole E-step is.
 _EXPANSION_LIMIT = 1e6
 
+# Largest rounding error (nats) allowed in an expanded log-density, by the
+# rigorous bound of LinearForm.error_bounds: a component whose bound exceeds
+# it in a block of rows (ill-conditioned precisions, e.g. collinear features;
+# rows far from the centre) is computed in that block by the whitened path
+# ||(x - mu_k) U_k||^2, as scikit-learn does. The bound is a worst case; on
+# well-conditioned data it stays near 1e-11 and the fused path runs.
+LOG_DENSITY_TOLERANCE = 1e-8
+
 
 @dataclass(frozen=True)
 class LinearForm:
@@ -266,10 +275,47 @@ class LinearForm:
     tied_factor: np.ndarray | None = None
     exact: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     """Components too far from ``centre`` to expand: computed exactly instead."""
+    abs_offsets: np.ndarray | None = None
+    """``|mu_k - centre|``, (K, D): for :meth:`error_bounds`."""
+    abs_factors: np.ndarray | None = None
+    """``|U_k|`` elementwise, (K, D, D) or (K, D) for diagonal factors."""
 
     @property
     def n_features_out(self) -> int:
         return self.coef.shape[1]
+
+    def error_bounds(self, max_abs_y: np.ndarray) -> np.ndarray:
+        """Bounds on the rounding error of each component's expanded log-density.
+
+        For every row whose ``|x - centre|`` is at most ``max_abs_y`` feature by
+        feature, ``|coef[k] . phi + base[k]|`` differs from the exact
+        ``log w_k + log N(x | mu_k, Sigma_k)`` by less than the bound, whatever
+        the condition number of the precision: the bound grows with it, and
+        a component whose bound is too large goes to the whitened path.
+
+        The expansion sums ``F`` terms whose magnitudes add up to at most
+        ``v' |P_k| v`` with ``v = max_abs_y + |m_k|``, and ``|P_k| <= |U_k||U_k|'``
+        elementwise also covers the rounding of ``P_k = U_k U_k'`` itself; any
+        summation order of ``F`` terms errs by at most ``gamma_F`` times the sum
+        of their magnitudes (Higham, *Accuracy and Stability of Numerical
+        Algorithms*, 2nd ed., eq. 3.5). The log-density is half of the form.
+
+        Parameters
+        ----------
+        max_abs_y : ndarray of shape (D,)
+
+        Returns
+        -------
+        bounds : ndarray of shape (K,)
+        """
+        v = self.abs_offsets + max_abs_y
+        if self.abs_factors.ndim == 3:
+            w = np.einsum("kij,ki->kj", self.abs_factors, v)
+        else:
+            w = self.abs_factors * v
+        n_terms = self.coef.shape[1] + 2 * v.shape[1] + 8
+        gamma = n_terms * _EPS / (1 - n_terms * _EPS)
+        return 0.5 * gamma * np.einsum("kj,kj->k", w, w)
 
 
 def _triu_pairs(n_features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -308,6 +354,13 @@ def linear_form(params: GMMParams, centre: np.ndarray | None = None) -> LinearFo
         log_weights = np.log(params.weights)
     base = -0.5 * (n_features * _LOG_2PI + distances) + log_det + log_weights
     coef = np.hstack([-0.5 * quadratic, linear])
+    n_components = means.shape[0]
+    if cov_type == "full":
+        abs_factors = np.abs(prec_chol)
+    elif cov_type == "tied":
+        abs_factors = np.broadcast_to(np.abs(prec_chol), (n_components, n_features, n_features))
+    else:
+        abs_factors = np.sqrt(_diagonal_precisions(prec_chol, cov_type, n_features))
     return LinearForm(
         centre=centre,
         coef=coef,
@@ -315,6 +368,8 @@ def linear_form(params: GMMParams, centre: np.ndarray | None = None) -> LinearFo
         covariance_type=cov_type,
         tied_factor=prec_chol if cov_type == "tied" else None,
         exact=np.flatnonzero(far),
+        abs_offsets=np.abs(offsets),
+        abs_factors=abs_factors,
     )
 
 
@@ -354,27 +409,6 @@ def _normalise_columns(log_prob: np.ndarray) -> np.ndarray:
         return np.log(total) + shift
 
 
-def _squared_mahalanobis_exact(X: np.ndarray, params: GMMParams) -> np.ndarray:
-    """Squared Mahalanobis distances (n, K), one centred product per component.
-
-    The slow, always-exact path, for means too far apart to expand about one centre.
-    """
-    means, prec_chol, cov_type = params.means, params.precisions_cholesky, params.covariance_type
-    out = np.empty((X.shape[0], means.shape[0]))
-    for k, mu in enumerate(means):
-        y = X - mu
-        if cov_type == "full":
-            z = y @ prec_chol[k]
-        elif cov_type == "tied":
-            z = y @ prec_chol
-        elif cov_type == "diag":
-            z = y * prec_chol[k]
-        else:
-            z = y * prec_chol[k]
-        out[:, k] = np.einsum("ij,ij->i", z, z)
-    return out
-
-
 def _component_log_prob_exact(X: np.ndarray, params: GMMParams, k: int) -> np.ndarray:
     """``log w_k + log N(x | mu_k, Sigma_k)`` of the rows, centred on mu_k (exact)."""
     n_features = X.shape[1]
@@ -391,6 +425,38 @@ def _component_log_prob_exact(X: np.ndarray, params: GMMParams, k: int) -> np.nd
     with np.errstate(divide="ignore"):
         log_weight = np.log(params.weights[k])
     return -0.5 * (n_features * _LOG_2PI + np.einsum("ij,ij->i", z, z)) + log_det + log_weight
+
+
+def weighted_log_prob_whitened(X: np.ndarray, params: GMMParams) -> np.ndarray:
+    """``log w_k + log N(x | mu_k, Sigma_k)`` (n, K) by the whitened form
+    ``||(x - mu_k) U_k||^2`` of each component, as scikit-learn computes it.
+
+    The reference path: its rounding error does not grow with the
+    covariances' condition numbers beyond what whitening itself costs.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    out = np.empty((X.shape[0], params.n_components))
+    for k in range(params.n_components):
+        out[:, k] = _component_log_prob_exact(X, params, k)
+    return out
+
+
+def _max_abs_rows(y: np.ndarray) -> np.ndarray:
+    """``max |y|`` of each feature of a (D, rows) block, without a temporary."""
+    return np.maximum(y.max(axis=1), -y.min(axis=1))
+
+
+def _whiten_where_inexact(block: np.ndarray, y: np.ndarray, models: Sequence[GMMParams],
+                          forms: Sequence[LinearForm], offsets: Sequence[int],
+                          log_prob: np.ndarray) -> None:
+    """Recompute, by the whitened path, every row of ``log_prob`` (stacked
+    components x rows of ``block``) whose expansion error bound exceeds
+    ``LOG_DENSITY_TOLERANCE`` for this block; ``y`` is ``block - centre`` (D, rows)."""
+    max_abs_y = _max_abs_rows(y)
+    for m, form in enumerate(forms):
+        inexact = np.flatnonzero(form.error_bounds(max_abs_y) > LOG_DENSITY_TOLERANCE)
+        for k in np.setdiff1d(inexact, form.exact, assume_unique=True):
+            log_prob[offsets[m] + k] = _component_log_prob_exact(block, models[m], k)
 
 
 def _diagonal_precisions(prec_chol: np.ndarray, cov_type: str, n_features: int) -> np.ndarray:
@@ -415,22 +481,19 @@ def estimate_weighted_log_prob(X: np.ndarray, params: GMMParams) -> np.ndarray:
     X = np.asarray(X)
     form = linear_form(params)
     if form is None:
-        X = np.asarray(X, dtype=np.float64)
-        n_features = X.shape[1]
-        log_det = log_det_cholesky(params.precisions_cholesky, params.covariance_type, n_features)
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(params.weights)
-        # -0.5 * log det(Sigma) becomes + log det(U).
-        maha = _squared_mahalanobis_exact(X, params)
-        return -0.5 * (n_features * _LOG_2PI + maha) + log_det + log_weights
+        return weighted_log_prob_whitened(X, params)
     out = np.empty((X.shape[0], params.n_components))
     step = _block_rows(form.n_features_out)
     features = np.empty((form.n_features_out, min(step, X.shape[0])))
+    log_prob = np.empty((params.n_components, features.shape[1]))
     for start in range(0, X.shape[0], step):
         block = X[start : start + step]
         phi = features[:, : block.shape[0]]
         _fill_features(block, form, phi)
-        out[start : start + block.shape[0]] = (form.coef @ phi).T + form.base
+        block_log_prob = np.matmul(form.coef, phi, out=log_prob[:, : block.shape[0]])
+        block_log_prob += form.base[:, np.newaxis]
+        _whiten_where_inexact(block, phi[-X.shape[1]:], [params], [form], [0], block_log_prob)
+        out[start : start + block.shape[0]] = block_log_prob.T
     for k in form.exact:
         out[:, k] = _component_log_prob_exact(X, params, k)
     return out
@@ -663,8 +726,11 @@ def estep_stats_many(
 
 
 def _estep_stats_exact(X: np.ndarray, params: GMMParams, sample_weight: np.ndarray | None) -> Stats:
-    log_prob_norm, log_resp = estimate_log_prob_resp(X, params)
-    resp = np.exp(log_resp)
+    """The E-step by the whitened path alone (no expansion anywhere)."""
+    weighted = weighted_log_prob_whitened(X, params)
+    log_prob_norm = logsumexp_rows(weighted)
+    with np.errstate(under="ignore", invalid="ignore"):
+        resp = np.exp(weighted - log_prob_norm[:, np.newaxis])
     if sample_weight is not None:
         resp *= sample_weight[:, np.newaxis]
         log_prob_norm = log_prob_norm * sample_weight
@@ -714,6 +780,7 @@ def _estep_stats_fused(
         resp += base[:, np.newaxis]
         for row, m, k in exact:
             resp[row] = _component_log_prob_exact(block, models[m], k)
+        _whiten_where_inexact(block, phi[-n_features:], models, forms, bounds, resp)
         weights = None if sample_weight is None else sample_weight[start : start + step]
         for m in range(len(forms)):
             row_loglik = _normalise_columns(resp[bounds[m] : bounds[m + 1]])

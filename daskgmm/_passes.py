@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import dask
 import numpy as np
@@ -88,7 +89,13 @@ def _run_single_threaded(fn: ChunkFn, block: np.ndarray, params: Any, start: int
 
 
 def check_finite_block(block: np.ndarray, start: int) -> None:
-    """Raise ``ValueError`` naming the rows if a chunk holds NaN or infinity."""
+    """Raise ``ValueError`` naming the rows if a chunk holds NaN or infinity.
+
+    Returns quietly if every row is finite: a non-finite result computed from
+    finite rows (overflow, a degenerate component) is not the input's fault,
+    and the pass's caller reports it once the chunks are reduced
+    (:func:`daskgmm._em.check_finite_stats`).
+    """
     finite = np.isfinite(block).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
@@ -141,7 +148,7 @@ def pass_graph(
         delayed(_run_single_threaded, pure=True)(
             chunk_fn, block, params_key, int(start), weights, dask_key_name=(f"{name}-chunk", i)
         )
-        for i, (block, weights, start) in enumerate(zip(blocks, weight_blocks, starts))
+        for i, (block, weights, start) in enumerate(zip(blocks, weight_blocks, starts, strict=True))
     ]
     return tree_reduce(parts, combine, split_every, name)
 

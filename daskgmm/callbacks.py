@@ -7,10 +7,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ._em import IterationInfo
-from .persistence import ESTIMATOR, FORMAT, FORMAT_VERSION, dependency_versions, write_model_file
+from .persistence import encode_params, model_file_contents, write_model_file
 
 
 class Checkpoint:
@@ -19,6 +19,12 @@ class Checkpoint:
     ``GaussianMixture.fit(X, resume_from=path)`` continues from the file and
     ends with the same model as an uninterrupted fit, bitwise, for the same
     data and chunking.
+
+    A checkpoint is a model file with a ``checkpoint`` section, built by the
+    same function as :func:`daskgmm.save_model`'s files: it records every
+    constructor parameter as it was when the fit started (``before_fit``).
+    It holds one candidate's state, so it needs ``n_init=1``, and
+    :func:`daskgmm.fit_many` accepts it only for a single candidate.
 
     Parameters
     ----------
@@ -32,34 +38,42 @@ class Checkpoint:
             raise ValueError(f"interval must be at least 1, got {interval}.")
         self.path = Path(path)
         self.interval = interval
-        self._params: dict = {}
+        self._params: dict[str, Any] | None = None
 
     def before_fit(self, model) -> None:
+        """Record the parameters of the model whose fit starts; refuse ``n_init > 1``.
+
+        Parameters
+        ----------
+        model : GaussianMixture
+
+        Raises
+        ------
+        ValueError
+            ``n_init > 1``, or a parameter a model file cannot record.
+        """
         if getattr(model, "n_init", 1) > 1:
             raise ValueError(
                 f"A checkpoint holds one model's state, but n_init={model.n_init} fits "
                 f"{model.n_init} candidates together; use n_init=1 with a checkpoint."
             )
-        self._params = {k: v for k, v in model.get_params().items()
-                        if isinstance(v, (int, float, str, bool)) or v is None}
+        self._params = encode_params(model)
 
     def __call__(self, info: IterationInfo) -> None:
+        if self._params is None:
+            raise RuntimeError("Checkpoint.before_fit(model) was not called before the first "
+                               "iteration: the checkpoint would not know its model's parameters.")
         if info.n_iter % self.interval and not info.converged:
             return
         p = info.params
-        metadata = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "estimator": ESTIMATOR,
-            "params": self._params,
-            "fitted": {"converged_": info.converged, "n_iter_": info.n_iter,
-                       "lower_bound_": info.lower_bound, "n_features_in_": p.n_features},
-            "versions": dependency_versions(),
-            "checkpoint": {"n_iter": info.n_iter, "lower_bound": info.lower_bound,
-                           "converged": info.converged, "written": time.time()},
-        }
-        arrays = {"weights": p.weights, "means": p.means, "covariances": info.covariances,
-                  "precisions_cholesky": p.precisions_cholesky, "lower_bounds": info.lower_bounds}
+        arrays, metadata = model_file_contents(
+            self._params, weights=p.weights, means=p.means, covariances=info.covariances,
+            precisions_cholesky=p.precisions_cholesky, lower_bounds=info.lower_bounds,
+            converged=info.converged, n_iter=info.n_iter, lower_bound=info.lower_bound,
+            n_features=p.n_features,
+            checkpoint={"n_iter": info.n_iter, "lower_bound": info.lower_bound,
+                        "converged": info.converged, "written": time.time()},
+        )
         write_model_file(self.path, arrays, metadata)
 
 

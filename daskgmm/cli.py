@@ -176,7 +176,7 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
             total, n = model._total_loglik(X, weights)
             bic = -2 * total + model._n_parameters() * math.log(n)
     with _phase(EXIT_OUTPUT, OSError):
-        save_model(model, cfg.output.model)
+        save_model(model, cfg.output.model, overwrite=overwrite)
     _log(log_format, "summary", converged=bool(model.converged_), iterations=int(model.n_iter_),
          log_likelihood=float(model.lower_bound_), bic=float(bic), seconds=round(seconds, 3),
          seconds_per_iteration=round(seconds / max(model.n_iter_, 1), 3), model=cfg.output.model)
@@ -243,7 +243,7 @@ def predict(config, overrides, model_path, data_path, array, out, probabilities,
     with connect(_cluster_of(cfg)):
         model, X = _load_model_and_data(cfg, model_path, data_path, array)
         started = time.perf_counter()
-        with _phase(EXIT_OUTPUT, FileExistsError), _data_errors():
+        with _data_errors(), _phase(EXIT_OUTPUT, FileExistsError):
             write_predictions(model, X, out, probabilities=pick(probabilities, "probabilities"),
                               log_likelihood=pick(log_likelihood, "log_likelihood"),
                               overwrite=pick(overwrite, "overwrite"),
@@ -299,7 +299,8 @@ def _parse_int_list(text: str) -> list[int]:
               help="Comma-separated covariance types to try.")
 @click.option("--criterion", type=click.Choice(["bic", "aic"]), default="bic", show_default=True)
 @click.option("--table", "table_path", help="Write the table here (.csv or .json).")
-@click.option("--overwrite", is_flag=True, default=None, help="Replace an existing model file.")
+@click.option("--overwrite", is_flag=True, default=None,
+              help="Replace an existing model file and table.")
 @_log_option
 def select(config, overrides, n_components_text, covariance_types, criterion, table_path, overwrite, log_format):
     """Fit a grid of n_components x covariance types; print BIC/AIC; save the best model.
@@ -326,9 +327,10 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
         raise JobError(f"Invalid grid: covariance types {bad or types}, n_components {grid_k}; "
                        "allowed: full, tied, diag, spherical and integers >= 1.", EXIT_CONFIG)
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
-    if cfg.output.model:
-        with _phase(EXIT_OUTPUT, FileExistsError):
-            check_writable(cfg.output.model, overwrite)
+    with _phase(EXIT_OUTPUT, FileExistsError):
+        for output in (cfg.output.model, table_path):
+            if output:
+                check_writable(output, overwrite)
     rows, best = [], None
     with connect(cfg.cluster):
         X = _open_data(cfg.data.path, cfg.data.array, cfg.data.chunk_rows,
@@ -355,7 +357,7 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
                 scores = total_loglik(data, [m._fitted_params() for m in models],
                                       cfg.model.split_every)
         seconds = round(time.perf_counter() - started, 3)
-        for model, score in zip(models, scores):
+        for model, score in zip(models, scores, strict=True):
             total, n = float(score["loglik"]), float(score["n"])
             p = model._n_parameters()
             row = {"n_components": model.n_components, "covariance_type": model.covariance_type,
@@ -369,12 +371,13 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
         _log(log_format, "selection", candidates=len(rows), seconds=seconds)
     click.echo(_format_table(rows, criterion, best[0]))
     if table_path:
-        _write_table(rows, table_path)
-    if cfg.output.model:
-        arrays, metadata = model_arrays_and_metadata(
-            best[1], {"selection": {"criterion": criterion, "table": rows}})
         with _phase(EXIT_OUTPUT, OSError):
-            write_model_file(cfg.output.model, arrays, metadata)
+            _write_table(rows, table_path, overwrite)
+    if cfg.output.model:
+        with _phase(EXIT_OUTPUT, OSError):
+            arrays, metadata = model_arrays_and_metadata(
+                best[1], {"selection": {"criterion": criterion, "table": rows}})
+            write_model_file(cfg.output.model, arrays, metadata, overwrite=overwrite)
         click.echo(f"Best by {criterion.upper()}: n_components={best[0]['n_components']}, "
                    f"covariance_type={best[0]['covariance_type']}; saved to {cfg.output.model}")
 
@@ -389,8 +392,8 @@ def _format_table(rows: list[dict], criterion: str, best: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_table(rows: list[dict], path: str) -> None:
-    from .persistence import atomic_write_bytes
+def _write_table(rows: list[dict], path: str, overwrite: bool) -> None:
+    from .outputs import atomic_write_bytes
 
     if path.endswith(".json"):
         data = json.dumps(rows, indent=2).encode()
@@ -400,7 +403,7 @@ def _write_table(rows: list[dict], path: str) -> None:
         writer.writeheader()
         writer.writerows(rows)
         data = buffer.getvalue().encode()
-    atomic_write_bytes(path, lambda f: f.write(data))
+    atomic_write_bytes(path, lambda f: f.write(data), overwrite=overwrite)
 
 
 @main.command("make-data")
@@ -475,27 +478,40 @@ def info(model_path, as_json):
 @click.option("--array", help="Array inside the Zarr group.")
 @click.option("--out-dir", default="report", show_default=True, type=click.Path(file_okay=False))
 @click.option("--sample", "n_sample", type=click.IntRange(min=10), default=5000, show_default=True)
-def report(model_path, data_path, array, out_dir, n_sample):
+@click.option("--overwrite", is_flag=True, help="Replace existing plots in --out-dir.")
+def report(model_path, data_path, array, out_dir, n_sample, overwrite):
     """Write PNG plots: log-likelihood per iteration, BIC over n_components, 2-D projection.
 
     \b
     Examples:
       daskgmm report model.npz --data data.zarr --array X --out-dir report/
+      daskgmm report model.npz --out-dir report/ --overwrite
     """
     from . import plots
+    from .outputs import check_writable
     from .persistence import ModelFileError, load_model, model_summary
 
     with _phase(EXIT_OUTPUT, ModelFileError, FileNotFoundError):
         model = load_model(model_path)
         summary = model_summary(model_path)
     out = Path(out_dir)
-    written = [plots.plot_log_likelihood(model, out / "log_likelihood.png")]
+    targets = {"log_likelihood": out / "log_likelihood.png"}
     if "selection" in summary:
-        written.append(plots.plot_selection(summary["selection"], out / "selection.png"))
+        targets["selection"] = out / "selection.png"
+    if data_path:
+        targets["projection"] = out / "projection.png"
+    with _phase(EXIT_OUTPUT, FileExistsError):
+        for target in targets.values():  # all of them before any work
+            check_writable(target, overwrite)
+        written = [plots.plot_log_likelihood(model, targets["log_likelihood"], overwrite=overwrite)]
+        if "selection" in targets:
+            written.append(plots.plot_selection(summary["selection"], targets["selection"],
+                                                overwrite=overwrite))
     if data_path:
         X = _open_data(data_path, array)
-        with _data_errors():
-            written.append(plots.plot_projection(model, X, out / "projection.png", n_sample))
+        with _data_errors(), _phase(EXIT_OUTPUT, FileExistsError):
+            written.append(plots.plot_projection(model, X, targets["projection"], n_sample,
+                                                 overwrite=overwrite))
     for path in written:
         click.echo(f"Wrote {path}")
 

@@ -11,6 +11,7 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
+from dask.base import tokenize
 from dask.delayed import delayed
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -556,20 +557,22 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return kernel(X, params)
         data = as_dataset(X, self.chunk_size)
         self._check_n_features(data.n_features)
-        params_key = delayed(params, pure=True, name=f"gmm-params-{self._params_token()}")
+        params_token = self._params_token()
+        params_key = delayed(params, pure=True, name=f"gmm-params-{params_token}")
+        # The output's name depends on the parameters, the input and the kernel:
+        # two outputs in one graph must never share keys.
+        name = f"gmm-{kind}-{tokenize(params_token, data.array.name, kind)}"
         if kind == "proba":
             return data.array.map_blocks(
                 checked_block, kernel, params_key, chunks=(data.array.chunks[0], (self.n_components,)),
-                dtype=np.float64, name="gmm-predict-proba",
+                dtype=np.float64, name=name,
             )
         return data.array.map_blocks(
             checked_block, kernel, params_key, drop_axis=1,
-            dtype=np.int64 if kind == "labels" else np.float64, name=f"gmm-{kind}",
+            dtype=np.int64 if kind == "labels" else np.float64, name=name,
         )
 
     def _params_token(self) -> str:
-        from dask.base import tokenize
-
         return tokenize(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
 
     def score_samples(self, X):
@@ -725,7 +728,11 @@ def fit_many(models, X, *, sample_weight=None, callbacks=()) -> list[GaussianMix
     callbacks : sequence of callables, optional
         Called after each iteration of each model's candidates with an
         :class:`daskgmm.IterationInfo` whose ``model`` is the index of the
-        candidate (models in order, ``n_init`` candidates each).
+        candidate (models in order, ``n_init`` candidates each). A callback
+        with a ``before_fit(model)`` method, such as
+        :class:`daskgmm.Checkpoint`, follows one model's fit: it gets that
+        call first when there is a single candidate (one model, ``n_init=1``),
+        and is refused with a ValueError, before any work, otherwise.
 
     Returns
     -------
@@ -744,9 +751,11 @@ def fit_many(models, X, *, sample_weight=None, callbacks=()) -> list[GaussianMix
     if not models or not all(isinstance(m, GaussianMixture) for m in models):
         raise TypeError("fit_many takes a non-empty sequence of daskgmm.GaussianMixture models.")
     first = models[0]
+    callbacks = list(callbacks)
     with single_threaded_blas:
         for model in models:
             model._validate_params()
+        _before_fit_many(models, callbacks)
         data = first._maybe_persist(first._fit_dataset(X).with_weights(sample_weight))
         owners, starts = [], []
         for index, model in enumerate(models):
@@ -765,7 +774,31 @@ def fit_many(models, X, *, sample_weight=None, callbacks=()) -> list[GaussianMix
             callbacks=callbacks,
         )
     for index, model in enumerate(models):
-        candidates = [(r.lower_bound, -i, r) for i, (o, r) in enumerate(zip(owners, results))
+        candidates = [(r.lower_bound, -i, r) for i, (o, r) in enumerate(zip(owners, results, strict=True))
                       if o == index]
         model._finish(max(candidates, key=lambda c: c[:2])[2])
     return models
+
+
+def _before_fit_many(models: list[GaussianMixture], callbacks: list) -> None:
+    """Give per-model callbacks (with ``before_fit``) their call, or refuse them before any work.
+
+    Such a callback follows one model's fit; a checkpoint, say, holds one
+    candidate's state. With several candidates in shared passes each of them
+    would overwrite the others' state, so they are refused.
+    """
+    per_model = [c for c in callbacks if hasattr(c, "before_fit")]
+    if not per_model:
+        return
+    n_candidates = sum(model.n_init for model in models)
+    if n_candidates > 1:
+        names = ", ".join(sorted({type(c).__name__ for c in per_model}))
+        raise ValueError(
+            f"fit_many fits {n_candidates} candidates ({len(models)} models, n_init "
+            f"{[model.n_init for model in models]}) in shared passes, but {names} follows one "
+            "model's fit (a checkpoint holds one candidate's state, and every candidate would "
+            "write the same file). Fit each model on its own with its checkpoint, or drop the "
+            "checkpoint from fit_many."
+        )
+    for callback in per_model:
+        callback.before_fit(models[0])

@@ -16,17 +16,34 @@ def _figure():
     return plt, plt.subplots(figsize=(6.4, 4.4), dpi=100)
 
 
-def _save(plt, fig, path: Path) -> Path:
-    from .persistence import atomic_write_bytes
+def _save(plt, fig, path: Path, overwrite: bool) -> Path:
+    from .outputs import atomic_write_bytes
 
     fig.tight_layout()
-    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png"))
-    plt.close(fig)
+    try:
+        atomic_write_bytes(path, lambda f: fig.savefig(f, format="png"), overwrite=overwrite)
+    finally:
+        plt.close(fig)
     return path
 
 
-def plot_log_likelihood(model, path: str | Path) -> Path:
-    """Mean log-likelihood per EM iteration."""
+def plot_log_likelihood(model, path: str | Path, *, overwrite: bool = True) -> Path:
+    """Mean log-likelihood per EM iteration.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        A fitted model.
+    path : str or Path
+        The PNG file to write.
+    overwrite : bool, default=True
+        Replace a file at ``path``; otherwise raise
+        :class:`daskgmm.outputs.OutputExistsError`.
+
+    Returns
+    -------
+    Path
+    """
     plt, (fig, ax) = _figure()
     bounds = np.asarray(model.lower_bounds_)
     ax.plot(np.arange(1, bounds.size + 1), bounds, marker="o")
@@ -34,11 +51,26 @@ def plot_log_likelihood(model, path: str | Path) -> Path:
     ax.set_ylabel("mean log-likelihood")
     ax.set_title(f"{model.n_components} components, {model.covariance_type} covariance")
     ax.grid(alpha=0.3)
-    return _save(plt, fig, Path(path))
+    return _save(plt, fig, Path(path), overwrite)
 
 
-def plot_selection(selection: dict, path: str | Path) -> Path:
-    """BIC (and AIC) over n_components, one line per covariance type."""
+def plot_selection(selection: dict, path: str | Path, *, overwrite: bool = True) -> Path:
+    """BIC (and AIC) over n_components, one line per covariance type.
+
+    Parameters
+    ----------
+    selection : dict
+        The ``selection`` section of a model file written by ``daskgmm select``.
+    path : str or Path
+        The PNG file to write.
+    overwrite : bool, default=True
+        Replace a file at ``path``; otherwise raise
+        :class:`daskgmm.outputs.OutputExistsError`.
+
+    Returns
+    -------
+    Path
+    """
     plt, (fig, ax) = _figure()
     table = selection["table"]
     for ct in sorted({row["covariance_type"] for row in table}):
@@ -50,7 +82,7 @@ def plot_selection(selection: dict, path: str | Path) -> Path:
     ax.set_ylabel("criterion (lower is better)")
     ax.legend()
     ax.grid(alpha=0.3)
-    return _save(plt, fig, Path(path))
+    return _save(plt, fig, Path(path), overwrite)
 
 
 def _full_covariances(model) -> np.ndarray:
@@ -64,9 +96,30 @@ def _full_covariances(model) -> np.ndarray:
     }[model.covariance_type]()
 
 
-def plot_projection(model, X, path: str | Path, n_sample: int = 5000, seed: int = 0) -> Path:
+def plot_projection(model, X, path: str | Path, n_sample: int = 5000, seed: int = 0, *,
+                    overwrite: bool = True) -> Path:
     """A uniform sample of rows projected on its first two principal axes,
-    coloured by component, with each component's 2-sigma covariance ellipse."""
+    coloured by component, with each component's 2-sigma covariance ellipse.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        A fitted model.
+    X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
+        The data to sample rows from.
+    path : str or Path
+        The PNG file to write.
+    n_sample : int, default=5000
+        Rows to sample.
+    seed : int, default=0
+    overwrite : bool, default=True
+        Replace a file at ``path``; otherwise raise
+        :class:`daskgmm.outputs.OutputExistsError`.
+
+    Returns
+    -------
+    Path
+    """
     from matplotlib.patches import Ellipse
 
     from ._data import as_dataset
@@ -81,8 +134,9 @@ def plot_projection(model, X, path: str | Path, n_sample: int = 5000, seed: int 
     labels = np.asarray(model.predict(sample))
     plt, (fig, ax) = _figure()
     colours = plt.get_cmap("tab10")
-    ax.scatter(projected[:, 0], projected[:, 1], c=[colours(l % 10) for l in labels], s=4, alpha=0.5)
-    for k, (mean, cov) in enumerate(zip(model.means_, _full_covariances(model))):
+    ax.scatter(projected[:, 0], projected[:, 1], c=[colours(label % 10) for label in labels], s=4,
+               alpha=0.5)
+    for k, (mean, cov) in enumerate(zip(model.means_, _full_covariances(model), strict=True)):
         m2 = (mean - centre) @ axes
         c2 = axes.T @ cov @ axes
         values, vectors = np.linalg.eigh(c2)
@@ -93,4 +147,4 @@ def plot_projection(model, X, path: str | Path, n_sample: int = 5000, seed: int 
     ax.set_xlabel("principal axis 1")
     ax.set_ylabel("principal axis 2")
     ax.set_title(f"{sample.shape[0]:,} sampled rows, coloured by component")
-    return _save(plt, fig, Path(path))
+    return _save(plt, fig, Path(path), overwrite)

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,8 @@ import zarr
 from daskgmm import load_model
 from daskgmm.cli import run
 from daskgmm.persistence import read_model_file
+
+KILL_AFTER = Path(__file__).with_name("_kill_after.py")
 
 
 def invoke(args, capsys) -> tuple[int, str, str]:
@@ -255,20 +256,13 @@ def test_fit_killed_with_sigkill_resumes_to_the_identical_model(tmp_path, slow_j
     sections = {**sections, "output": {"model": str(tmp_path / "resumed.npz")},
                 "checkpoint": {"path": str(tmp_path / "ckpt.npz")}}
     killed = write_config(tmp_path / "killed.yaml", **sections)
-    process = _daskgmm("fit", killed)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if (tmp_path / "ckpt.npz").exists():
-            _, meta = read_model_file(tmp_path / "ckpt.npz")
-            if meta["checkpoint"]["n_iter"] >= kill_after:
-                break
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait(30)
-    assert process.returncode == -signal.SIGKILL
+    # The process kills itself right after writing its kill_after-th checkpoint.
+    process = subprocess.run([sys.executable, str(KILL_AFTER), "daskgmm.callbacks:Checkpoint.__call__",
+                              str(kill_after), "fit", str(killed)], capture_output=True)
+    assert process.returncode == -signal.SIGKILL, process.stderr.decode()
     assert not (tmp_path / "resumed.npz").exists()
     _, meta = read_model_file(tmp_path / "ckpt.npz")
-    assert kill_after <= meta["checkpoint"]["n_iter"] < 25
+    assert meta["checkpoint"]["n_iter"] == kill_after
 
     code, _, err = invoke(["fit", killed, "--resume"], capsys)
     assert code == 0, err
@@ -390,3 +384,95 @@ def test_config_sample_weights_fit_score_and_select(tmp_path, capsys, data_store
                if r["n_components"] == 2)
     assert row["log_likelihood"] == pytest.approx(reference.score(X, sample_weight=counts),
                                                   rel=1e-9)
+
+
+class Killed(BaseException):
+    """Stands for the process being killed: no handler in daskgmm catches it."""
+
+
+def test_make_data_overwrite_keeps_a_whole_store_in_place_whatever_the_moment_of_a_kill(
+        tmp_path, capsys, monkeypatch):
+    import shutil
+
+    args = ["--n-samples", 3000, "--n-features", 2, "--n-components", 2, "--chunk-rows", 500]
+    for path, seed in ((tmp_path / "data.zarr", 1), (tmp_path / "new.zarr", 2)):
+        assert invoke(["make-data", path, *args, "--seed", seed], capsys)[0] == 0
+    old = zarr.open_group(str(tmp_path / "data.zarr"), mode="r")["X"][:]
+    new = zarr.open_group(str(tmp_path / "new.zarr"), mode="r")["X"][:]
+
+    def whole_store_at_path() -> np.ndarray:
+        X = zarr.open_group(str(tmp_path / "data.zarr"), mode="r")["X"]
+        assert X.nchunks_initialized == X.nchunks
+        return X[:]
+
+    # Killed while the new store is being written: the old one is untouched.
+    import daskgmm.synthetic
+
+    def draw_then_die(spec, n_rows, rng, calls=[]):  # noqa: B006
+        calls.append(n_rows)
+        if len(calls) == 3:
+            raise Killed
+        return real_draw(spec, n_rows, rng)
+
+    real_draw = daskgmm.synthetic.draw_rows
+    monkeypatch.setattr(daskgmm.synthetic, "draw_rows", draw_then_die)
+    with pytest.raises(Killed):
+        invoke(["make-data", tmp_path / "data.zarr", *args, "--seed", 2, "--overwrite"], capsys)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(whole_store_at_path(), old)
+
+    # Killed while the replaced store is being deleted: the path holds a whole store, never
+    # a half-deleted one.
+    real_rmtree = shutil.rmtree
+
+    def delete_one_chunk_then_die(path, *a, **kw):
+        chunks = sorted(p for p in Path(path).rglob("*") if p.is_file() and "X" in p.parts
+                        and p.name != "zarr.json")
+        if not chunks:  # zarr clears a new store's folder before writing to it
+            return real_rmtree(path, *a, **kw)
+        chunks[-1].unlink()
+        raise Killed
+
+    monkeypatch.setattr(shutil, "rmtree", delete_one_chunk_then_die)
+    with pytest.raises(Killed):
+        invoke(["make-data", tmp_path / "data.zarr", *args, "--seed", 2, "--overwrite"], capsys)
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    np.testing.assert_array_equal(whole_store_at_path(), new)
+
+
+def test_report_select_table_and_predict_do_not_replace_outputs_without_overwrite(
+        job, capsys, tmp_path):
+    assert invoke(["fit", job], capsys)[0] == 0
+    out_dir = tmp_path / "report"
+    out_dir.mkdir()
+    (out_dir / "log_likelihood.png").write_bytes(b"mine")
+    code, out, err = invoke(["report", tmp_path / "model.npz", "--out-dir", out_dir], capsys)
+    assert code == 5 and "exists" in err and "--overwrite" in err
+    assert (out_dir / "log_likelihood.png").read_bytes() == b"mine"
+    assert [p.name for p in out_dir.iterdir()] == ["log_likelihood.png"]  # before any work
+    code, _, err = invoke(["report", tmp_path / "model.npz", "--out-dir", out_dir,
+                           "--overwrite"], capsys)
+    assert code == 0, err
+    assert (out_dir / "log_likelihood.png").read_bytes()[:4] == b"\x89PNG"
+
+    table = tmp_path / "table.csv"
+    table.write_text("mine")
+    select = ["select", job, "--n-components", "1-2", "--table", table,
+              "--set", f"output.model={tmp_path / 'best.npz'}", "--log-format", "json"]
+    code, out, err = invoke(select, capsys)
+    assert code == 5 and "exists" in err and "--overwrite" in err
+    assert table.read_text() == "mine"
+    assert "candidate" not in err and not (tmp_path / "best.npz").exists()  # before any work
+    code, out, err = invoke([*select, "--overwrite"], capsys)
+    assert code == 0, err
+    assert table.read_text().startswith("n_components,covariance_type")
+    # output.overwrite in the config is the same rule as --overwrite.
+    code, out, err = invoke([*select, "--set", "output.overwrite=true"], capsys)
+    assert code == 0, err
+
+    # And predict, whose store exists: exit 5 (an output error), not 3 (a data error).
+    (tmp_path / "pred.zarr").mkdir()
+    (tmp_path / "pred.zarr" / "mine").write_text("mine")
+    code, _, err = invoke(["predict", job], capsys)
+    assert code == 5 and "exists" in err
+    assert [p.name for p in (tmp_path / "pred.zarr").iterdir()] == ["mine"]

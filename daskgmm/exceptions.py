@@ -1,0 +1,49 @@
+"""Public exceptions of daskgmm that belong to no single layer.
+
+Importing this module costs nothing beyond Python itself, so any module
+(workers' task modules included) can raise these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class NonFiniteError(FloatingPointError, ValueError):
+    """Finite data produced a non-finite log-likelihood or statistics.
+
+    Raised when a pass over data whose values are all finite yields a NaN or
+    infinite log-likelihood or sufficient statistics (``nk``, ``s1``,
+    ``s2``): values whose squares overflow float64, or a degenerate
+    component (a collapsed covariance, an extreme ``precisions_init``). The
+    message names the EM iteration (or the initialisation) and the
+    components involved, and suggests a remedy (scale the data, increase
+    ``reg_covar``). Non-finite *input* is reported as a ``ValueError``
+    naming its rows instead.
+
+    A ``FloatingPointError`` by nature, and also a ``ValueError``, which is
+    what scikit-learn raises for a fit that fails on its data (so
+    ``except ValueError`` keeps working).
+
+    Attributes
+    ----------
+    iteration : int or None
+        1-based EM iteration whose pass produced the values (None during
+        initialisation).
+    components : tuple of int
+        Indices of the components involved.
+    model : int or None
+        Which of the models fitted together (``n_init`` or a grid) it was,
+        when more than one shared the passes.
+    """
+
+    def __init__(self, message: str, iteration: int | None = None,
+                 components: Sequence[int] = (), model: int | None = None) -> None:
+        super().__init__(message)
+        self.iteration = iteration
+        self.components = tuple(int(k) for k in components)
+        self.model = model
+
+    def __reduce__(self):
+        # Keep the attributes through pickling (e.g. from a dask worker).
+        return type(self), (self.args[0], self.iteration, self.components, self.model)
