@@ -15,12 +15,17 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "Checkpoint": ".callbacks",
+    "CheckpointDataError": ".exceptions",
+    "CheckpointMismatchError": ".exceptions",
+    "CheckpointParamsError": ".exceptions",
     "DegenerateComponentError": "._kernels",
     "GaussianMixture": ".estimator",
     "IterationInfo": "._em",
     "MissingChunksError": "._data",
     "ModelFileError": ".persistence",
+    "NoWorkersError": "._passes",
     "ProgressLog": ".callbacks",
+    "WorkerLostError": "._passes",
     "fit_many": ".estimator",
     "load_model": ".persistence",
     "open_zarr_array": "._data",
@@ -33,8 +38,10 @@ if TYPE_CHECKING:
     from ._data import MissingChunksError, open_zarr_array
     from ._em import IterationInfo
     from ._kernels import DegenerateComponentError
+    from ._passes import NoWorkersError, WorkerLostError
     from .callbacks import Checkpoint, ProgressLog
     from .estimator import GaussianMixture, fit_many
+    from .exceptions import CheckpointDataError, CheckpointMismatchError, CheckpointParamsError
     from .persistence import ModelFileError, load_model, save_model
 
 

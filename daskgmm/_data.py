@@ -15,6 +15,8 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from .outputs import absolute_path
+
 DEFAULT_CHUNK_BYTES = 32 * 2**20
 
 
@@ -32,7 +34,7 @@ def missing_chunk_indices(array: zarr.Array, limit: int = 10) -> list[tuple[int,
 
     from zarr.core.sync import sync
 
-    grid = [range(-(-n // c)) for n, c in zip(array.shape, array.chunks)]
+    grid = [range(-(-n // c)) for n, c in zip(array.shape, array.chunks, strict=True)]
     missing = []
     for index in itertools.product(*grid):
         key = array.metadata.encode_chunk_key(index)
@@ -52,7 +54,7 @@ class ZarrRowReader:
     """
 
     def __init__(self, array: zarr.Array):
-        self.array = array
+        self.array = with_absolute_store(array)  # the tasks run in the workers' directories
         self.shape = array.shape
         self.dtype = array.dtype
         self.ndim = array.ndim
@@ -82,11 +84,37 @@ class Dataset:
     weights : dask.array.Array or None
         Shape (n_samples,), float64, chunked as ``array``'s rows: the
         sample weights, or None for unit weights.
+    location : str or None
+        Where the data are read from: the resolved location of the Zarr
+        store(s) the array reads (a local path made absolute, a URL as it
+        is); None for in-memory data and other sources.
     """
 
     array: da.Array
     in_memory: bool
     weights: da.Array | None = None
+    location: str | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies these data without reading them, as JSON values.
+
+        Returns
+        -------
+        dict
+            ``shape``, ``dtype``, ``row_chunks`` (run lengths: ``[[rows,
+            count], ...]``), ``location`` and ``weighted``. A fit adds the
+            content digest its first pass computes (see
+            :func:`daskgmm._passes.run_pass_with_digest`).
+        """
+        runs: list[list[int]] = []
+        for rows in self.array.chunks[0]:
+            if runs and runs[-1][0] == int(rows):
+                runs[-1][1] += 1
+            else:
+                runs.append([int(rows), 1])
+        return {"shape": [int(n) for n in self.array.shape], "dtype": str(self.array.dtype),
+                "row_chunks": runs, "location": self.location,
+                "weighted": self.weights is not None}
 
     def with_weights(self, sample_weight: Any) -> Dataset:
         """This data set with ``sample_weight`` aligned to its row chunks (None: unweighted)."""
@@ -150,8 +178,55 @@ def auto_rows_per_chunk(n_samples: int, n_features: int) -> int:
     return min(rows_per_chunk(n_features), max(even_split, _MIN_AUTO_ROWS))
 
 
+def with_absolute_store(array: zarr.Array) -> zarr.Array:
+    """The same Zarr array, in a local store whose root is an absolute path.
+
+    A ``LocalStore`` keeps its root as given; pickled into a task, a relative
+    root would be read in the worker's working directory, which is not the
+    client's. Arrays in other stores (fsspec URLs, memory) are returned as
+    they are.
+
+    Parameters
+    ----------
+    array : zarr.Array
+
+    Returns
+    -------
+    zarr.Array
+    """
+    from pathlib import Path
+
+    from zarr.core.array import AsyncArray
+    from zarr.storage import LocalStore, StorePath
+
+    store = array.store_path.store
+    if not isinstance(store, LocalStore) or Path(store.root).is_absolute():
+        return array
+    absolute = LocalStore(absolute_path(store.root), read_only=store.read_only)
+    return zarr.Array(AsyncArray(metadata=array.metadata,
+                                 store_path=StorePath(absolute, array.store_path.path),
+                                 config=array._async_array.config))
+
+
 def open_zarr_array(path: str | os.PathLike, name: str | None = None, **storage_options: Any):
     """Open a Zarr array by path or URL, optionally an array ``name`` inside a group.
+
+    A local ``path`` is made absolute against the current directory first
+    (the client's: dask tasks run in the workers' directories); an fsspec
+    URL (anything with ``://``) is used as it is.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A local path or an fsspec URL.
+    name : str, optional
+        The array inside a Zarr group.
+    **storage_options
+        fsspec options for a URL.
+
+    Returns
+    -------
+    zarr.Array
 
     Raises
     ------
@@ -161,9 +236,10 @@ def open_zarr_array(path: str | os.PathLike, name: str | None = None, **storage_
         ``name`` is not an array in the group, or a group holds several
         arrays and no ``name`` was given.
     """
+    path = absolute_path(path)
     kwargs = {"storage_options": storage_options} if storage_options else {}
     try:
-        node = zarr.open(store=str(path), mode="r", **kwargs)
+        node = zarr.open(store=path, mode="r", **kwargs)
     except FileNotFoundError:
         raise FileNotFoundError(f"No Zarr array or group at {str(path)!r}.") from None
     if isinstance(node, zarr.Array):
@@ -181,6 +257,37 @@ def open_zarr_array(path: str | os.PathLike, name: str | None = None, **storage_
     if name not in arrays:
         raise KeyError(f"No array {name!r} in the Zarr group {str(path)!r}; it holds {arrays}.")
     return node[name]
+
+
+def open_zarr_arrays(path: str | os.PathLike, name: str | None = None,
+                     **storage_options: Any) -> list[zarr.Array]:
+    """The array ``name`` of a Zarr group, or every array at ``path`` (the array, or the group's).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A Zarr array or group: a local path (made absolute) or an fsspec URL.
+    name : str, optional
+        One array of the group.
+    **storage_options
+        fsspec options for a URL.
+
+    Returns
+    -------
+    list of zarr.Array
+        In the order of their paths; a group's nested groups included.
+    """
+    if name is not None:
+        return [open_zarr_array(path, name, **storage_options)]
+    kwargs = {"storage_options": storage_options} if storage_options else {}
+    try:
+        node = zarr.open(store=absolute_path(path), mode="r", **kwargs)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No Zarr array or group at {str(path)!r}.") from None
+    if isinstance(node, zarr.Array):
+        return [node]
+    return [array for _, array in sorted(node.members(max_depth=None), key=lambda item: item[0])
+            if isinstance(array, zarr.Array)]
 
 
 def check_zarr_complete(array: zarr.Array, allow_missing_chunks: bool = False) -> None:
@@ -205,6 +312,232 @@ def check_zarr_complete(array: zarr.Array, allow_missing_chunks: bool = False) -
             f"the fill value {array.fill_value!r}. Pass allow_missing_chunks=True if the "
             "writer skipped chunks that were all fill value on purpose."
         )
+
+
+# Codecs that make a corrupted chunk fail to decode: checksums, and compressed
+# formats that carry one (gzip: CRC-32, zlib: Adler-32, bzip2: CRC-32 per block).
+_CHECKSUM_CODECS = frozenset({"crc32c", "crc32", "adler32", "fletcher32", "jenkins_lookup3",
+                              "gzip", "zlib", "bz2"})
+
+
+def _codec_name_and_config(codec: Any) -> tuple[str, dict]:
+    if hasattr(codec, "to_dict"):  # a Zarr v3 codec
+        spec = codec.to_dict()
+        return str(spec.get("name", type(codec).__name__)), dict(spec.get("configuration") or {})
+    if hasattr(codec, "get_config"):  # a numcodecs codec (Zarr v2)
+        config = dict(codec.get_config())
+        return str(config.pop("id", type(codec).__name__)), config
+    return type(codec).__name__, {}
+
+
+def _chunk_codecs(array: zarr.Array) -> list[tuple[str, dict]]:
+    """(name, configuration) of the codecs that encode one chunk, sharding unwrapped."""
+    metadata = array.metadata
+    if getattr(metadata, "zarr_format", 3) == 2:
+        codecs = [*(metadata.filters or ()), *([metadata.compressor] if metadata.compressor else [])]
+        return [_codec_name_and_config(c) for c in codecs]
+    described = []
+    for codec in metadata.codecs:
+        name, config = _codec_name_and_config(codec)
+        if name == "sharding_indexed":  # the inner chunks' own codecs
+            described.extend(_codec_name_and_config(c) for c in codec.codecs)
+        else:
+            described.append((name, config))
+    return described
+
+
+def _is_checksum(name: str, config: dict) -> bool:
+    name = name.lower().removeprefix("numcodecs.")
+    return name in _CHECKSUM_CODECS or (name == "zstd" and bool(config.get("checksum")))
+
+
+def codec_description(array: zarr.Array) -> list[str]:
+    """The codecs of a Zarr array's chunks, in order, e.g. ``['bytes', 'blosc(lz4)', 'crc32c']``.
+
+    Parameters
+    ----------
+    array : zarr.Array
+
+    Returns
+    -------
+    list of str
+    """
+    described = []
+    for name, config in _chunk_codecs(array):
+        detail = config.get("cname") or ("checksum" if config.get("checksum") else "")
+        described.append(f"{name}({detail})" if detail else name)
+    return described
+
+
+def has_checksum(array: zarr.Array) -> bool:
+    """Whether a Zarr array's chunks carry a checksum, so that a corrupted chunk fails to read.
+
+    Without one (zarr's default codecs, Blosc, LZ4, zstd without
+    ``checksum=True``), a flipped byte decodes to wrong numbers with no
+    error: no reader can detect it.
+
+    Parameters
+    ----------
+    array : zarr.Array
+
+    Returns
+    -------
+    bool
+    """
+    return any(_is_checksum(name, config) for name, config in _chunk_codecs(array))
+
+
+def _stored_chunk_shape(array: zarr.Array) -> tuple[int, ...]:
+    """The shape of what is stored under one key: a shard, or a chunk."""
+    return tuple(getattr(array, "shards", None) or array.chunks)
+
+
+def _region(array: zarr.Array, index: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, shape, array.shape, strict=True))
+
+
+def _describe_region(region: tuple[slice, ...]) -> str:
+    if not region:
+        return "the only value"
+    return f"rows {region[0].start}-{region[0].stop - 1}"
+
+
+def stored_chunk_indices(array: zarr.Array) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Grid indices of the stored chunks (shards, for a sharded array): present, and missing.
+
+    One listing of the store: a missing chunk is one whose key is absent,
+    which zarr would read as the fill value without an error.
+
+    Parameters
+    ----------
+    array : zarr.Array
+
+    Returns
+    -------
+    present, missing : list of tuple of int
+    """
+    import itertools
+
+    from zarr.core.sync import sync
+
+    shape = _stored_chunk_shape(array)
+    store, prefix = array.store_path.store, array.store_path.path
+
+    async def keys() -> set[str]:
+        return {key async for key in store.list_prefix(f"{prefix}/" if prefix else "")}
+
+    stored = sync(keys())
+    present, missing = [], []
+    for index in itertools.product(*(range(-(-n // c)) for n, c in zip(array.shape, shape, strict=True))):
+        key = array.metadata.encode_chunk_key(index)
+        (present if (f"{prefix}/{key}" if prefix else key) in stored else missing).append(index)
+    return present, missing
+
+
+@dataclass(frozen=True)
+class ChunkFailure:
+    """A chunk that could not be read or decoded.
+
+    Attributes
+    ----------
+    index : tuple of int
+        The chunk's grid index (of the inner chunk, for a sharded array).
+    where : str
+        Its rows.
+    error : str
+        What went wrong.
+    """
+
+    index: tuple[int, ...]
+    where: str
+    error: str
+
+
+def verify_chunks(array: zarr.Array, indices: list[tuple[int, ...]] | None = None) -> list[ChunkFailure]:
+    """Read every stored chunk of a Zarr array once, one at a time; name those that fail.
+
+    A chunk fails if it cannot be read or decoded (a checksum mismatch, a
+    truncated or undecodable file). Only one chunk (or shard) is in memory
+    at a time. In a sharded array, a shard that fails is read again inner
+    chunk by inner chunk, to name the inner chunks that fail.
+
+    Parameters
+    ----------
+    array : zarr.Array
+    indices : list of tuple of int, optional
+        Grid indices of the stored chunks (shards) to read; default: all that
+        are present (:func:`stored_chunk_indices`).
+
+    Returns
+    -------
+    list of ChunkFailure
+    """
+    import itertools
+
+    if indices is None:
+        indices = stored_chunk_indices(array)[0]
+    stored_shape = _stored_chunk_shape(array)
+    inner = tuple(array.chunks)
+    failures = []
+
+    def read(region):
+        try:
+            array[region]
+        except Exception as exc:  # any failure to read or decode is the chunk's
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    for index in indices:
+        region = _region(array, index, stored_shape)
+        error = read(region)
+        if error is None:
+            continue
+        if stored_shape == inner:
+            failures.append(ChunkFailure(index, _describe_region(region), error))
+            continue
+        per_shard = [s // c for s, c in zip(stored_shape, inner, strict=True)]
+        for offset in itertools.product(*(range(k) for k in per_shard)):
+            inner_index = tuple(i * k + o for i, k, o in zip(index, per_shard, offset, strict=True))
+            inner_region = _region(array, inner_index, inner)
+            if any(r.start >= r.stop for r in inner_region):
+                continue
+            inner_error = read(inner_region)
+            if inner_error is not None:
+                failures.append(ChunkFailure(inner_index, _describe_region(inner_region), inner_error))
+    return failures
+
+
+def describe_zarr_array(array: zarr.Array) -> dict[str, Any]:
+    """What can be said of a Zarr array without reading its chunks.
+
+    Parameters
+    ----------
+    array : zarr.Array
+
+    Returns
+    -------
+    dict
+        ``path``, ``shape``, ``dtype``, ``chunks``, ``shards`` (or None),
+        ``zarr_format``, ``n_chunks`` and ``n_missing`` (stored chunks: shards
+        for a sharded array), ``missing`` (up to 10 as ``{"index", "where"}``),
+        ``codecs`` and ``checksum``.
+    """
+    present, missing = stored_chunk_indices(array)
+    shape = _stored_chunk_shape(array)
+    return {
+        "path": str(array.store_path),
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+        "chunks": list(array.chunks),
+        "shards": list(array.shards) if getattr(array, "shards", None) else None,
+        "zarr_format": int(array.metadata.zarr_format),
+        "n_chunks": len(present) + len(missing),
+        "n_missing": len(missing),
+        "missing": [{"index": list(i), "where": _describe_region(_region(array, i, shape))}
+                    for i in missing[:10]],
+        "codecs": codec_description(array),
+        "checksum": has_checksum(array),
+    }
 
 
 def _check_dtype(dtype: np.dtype, what: str) -> None:
@@ -238,9 +571,11 @@ def as_dataset(
 
     Parameters
     ----------
-    X : ndarray, dask.array.Array, zarr.Array, str or os.PathLike
+    X : array-like, dask.array.Array, zarr.Array, dask DataFrame, xarray.DataArray, str or os.PathLike
         The data. A string or path is opened as a Zarr array (or the array
-        ``name`` of a Zarr group).
+        ``name`` of a Zarr group). A dask DataFrame and a dask-backed xarray
+        DataArray become dask arrays with their partitions or chunks as row
+        chunks (:func:`container_array`), never gathered.
     chunk_size : int or 'auto'
         Rows per chunk for numpy input ('auto': about 32 MiB of float64, or
         less so that there are at least 8 chunks of at least 4096 rows).
@@ -252,10 +587,17 @@ def as_dataset(
     Returns
     -------
     Dataset
+
+    Raises
+    ------
+    TypeError
+        A lazy container daskgmm cannot read chunk by chunk (see
+        :func:`input_is_lazy`), or an object that is not an array.
     """
     if isinstance(X, (str, os.PathLike)):
         X = open_zarr_array(X, name)
     if isinstance(X, zarr.Array):
+        X = with_absolute_store(X)  # the client's path, whatever the workers' directory
         _check_shape(X.shape, "the Zarr array")
         _check_dtype(X.dtype, "the Zarr array")
         check_zarr_complete(X, allow_missing_chunks)
@@ -264,13 +606,15 @@ def as_dataset(
         name = "zarr-" + tokenize(str(X.store_path), X.shape, X.chunks, str(X.dtype))
         array = da.from_array(ZarrRowReader(X), chunks=X.chunks, name=name, asarray=True,
                               fancy=False, lock=False)
-        return Dataset(_rows_only(_as_float(array)), in_memory=False)
+        return Dataset(_rows_only(_as_float(array)), in_memory=False,
+                       location=zarr_location(X))
+    X = container_array(X)
     if isinstance(X, da.Array):
         _check_shape(X.shape, "the dask array")
         if any(np.isnan(c).any() for c in X.chunks):
             raise ValueError("The dask array has unknown chunk sizes; call X.compute_chunk_sizes() first.")
         _check_dtype(X.dtype, "the dask array")
-        return Dataset(_rows_only(_as_float(X)), in_memory=False)
+        return Dataset(_rows_only(_as_float(X)), in_memory=False, location=dask_array_location(X))
     array = np.asarray(X)
     _check_shape(array.shape, "the array")
     _check_dtype(array.dtype, "the array")
@@ -279,6 +623,170 @@ def as_dataset(
     else:
         rows = int(chunk_size)
     return Dataset(_as_float(da.from_array(array, chunks=(rows, -1))), in_memory=True)
+
+
+def zarr_location(array: zarr.Array) -> str:
+    """The resolved location of a Zarr array: an absolute local path, or the store's URL.
+
+    Parameters
+    ----------
+    array : zarr.Array
+
+    Returns
+    -------
+    str
+    """
+    from zarr.storage import LocalStore
+
+    store = array.store_path.store
+    if isinstance(store, LocalStore):
+        return os.path.join(os.path.abspath(store.root), array.store_path.path).rstrip("/")
+    return str(array.store_path)
+
+
+def dask_array_location(array: da.Array) -> str | None:
+    """The Zarr arrays a dask array reads, from its graph's source layers, or None.
+
+    ``dask.array.from_array`` (and so ``from_zarr`` and daskgmm's own Zarr
+    reader) keeps the source object in a one-key layer named
+    ``original-<name>``; those layers survive rechunking and dtype
+    conversion. Several sources are joined by ``" + "`` in the order found.
+    """
+    found: list[str] = []
+    for layer_name, layer in array.dask.layers.items():
+        if not str(layer_name).startswith("original-"):
+            continue
+        mapping = getattr(layer, "mapping", None)
+        if not isinstance(mapping, dict) or len(mapping) != 1:
+            continue
+        (source,) = mapping.values()
+        source = getattr(source, "array", source)  # ZarrRowReader
+        if isinstance(source, zarr.Array):
+            location = zarr_location(source)
+            if location not in found:
+                found.append(location)
+    return " + ".join(found) if found else None
+
+
+def _type_name(X: Any) -> str:
+    return f"{type(X).__module__}.{type(X).__qualname__}"
+
+
+def is_dask_dataframe(X: Any) -> bool:
+    """A dask DataFrame or Series (without importing dask.dataframe)."""
+    import dask
+
+    return (dask.is_dask_collection(X) and type(X).__module__.startswith("dask.dataframe")
+            and hasattr(X, "to_dask_array"))
+
+
+def _is_xarray(X: Any) -> bool:
+    return type(X).__module__.startswith("xarray.")
+
+
+# On-disk containers whose ``__array__`` reads the whole data set.
+_LAZY_ARRAY_MODULES = ("h5py", "netCDF4")
+
+
+def input_is_lazy(X: Any) -> bool:
+    """Whether ``X`` is read chunk by chunk (True) or is already in memory (False).
+
+    Lazy: dask arrays, Zarr arrays and paths, dask DataFrames and Series,
+    xarray DataArrays backed by dask. In memory: numpy arrays, lists,
+    pandas objects, numpy-backed xarray DataArrays, and other objects with
+    an array interface (``np.asarray`` is then only a view or a copy of
+    memory).
+
+    Raises
+    ------
+    TypeError
+        A lazy container that cannot be read chunk by chunk (another dask
+        collection, an xarray Dataset, an xarray DataArray whose values
+        are neither in memory nor dask, an h5py or netCDF4 variable), or an
+        object that is not an array at all: never gathered silently.
+    """
+    import dask
+
+    if isinstance(X, (da.Array, zarr.Array, str, os.PathLike)) or hasattr(X, "__fspath__"):
+        return True
+    if is_dask_dataframe(X):
+        return True
+    if _is_xarray(X):
+        if not hasattr(X, "variable"):  # a Dataset: several variables
+            raise TypeError(
+                f"X is an {_type_name(X)}; daskgmm takes one 2-D array: pass one variable "
+                "(ds['name']) or ds.to_dataarray(), with the samples as the first dimension."
+            )
+        if X.chunks is not None:
+            if isinstance(X.data, da.Array):
+                return True
+            held = "chunked by another library than dask"
+        elif getattr(X, "_in_memory", True):
+            return False
+        else:
+            held = "not in memory (read lazily from a file)"
+        raise TypeError(
+            f"X is an xarray DataArray whose values are {held}; daskgmm reads dask-backed "
+            "DataArrays chunk by chunk and takes in-memory ones as they are. Chunk it with "
+            "dask (X.chunk({X.dims[0]: rows})) or load it (X.load())."
+        )
+    if dask.is_dask_collection(X):
+        raise TypeError(
+            f"X is a {_type_name(X)}, a dask collection daskgmm cannot read chunk by chunk "
+            "(it reads dask arrays, dask DataFrames and dask-backed xarray DataArrays); "
+            "convert it to a dask array of shape (n_samples, n_features) first. It is never "
+            "gathered into the client."
+        )
+    if type(X).__module__.split(".")[0] in _LAZY_ARRAY_MODULES:
+        raise TypeError(
+            f"X is a {_type_name(X)}, an on-disk array that np.asarray would read whole; wrap it "
+            "as dask.array.from_array(X, chunks=(rows, -1)) to read it chunk by chunk."
+        )
+    if not _array_like(X):
+        raise TypeError(
+            f"X must be an array of shape (n_samples, n_features): a numpy, dask or Zarr array, "
+            f"a pandas or dask DataFrame, an xarray DataArray, a nested list, or a path to a "
+            f"Zarr array; got a {_type_name(X)}."
+        )
+    return False
+
+
+def _array_like(X: Any) -> bool:
+    if isinstance(X, (np.ndarray, list, tuple)):
+        return True
+    if any(hasattr(X, attr) for attr in ("__array__", "__array_interface__", "__array_namespace__",
+                                         "__dataframe__")):
+        return True
+    try:
+        from scipy.sparse import issparse
+    except ImportError:  # pragma: no cover - scipy is a dependency
+        return False
+    return issparse(X)  # refused by scikit-learn's own message
+
+
+def container_array(X: Any) -> Any:
+    """A dask DataFrame or dask-backed xarray DataArray as a dask array; anything else as it is.
+
+    A dask DataFrame becomes ``X.to_dask_array(lengths=True)``: one small
+    pass counts each partition's rows (nothing but the counts reaches the
+    client); its name is derived from the DataFrame's, so it is the same
+    for the same DataFrame. A DataArray gives its dask array (``X.data``),
+    its first dimension the samples.
+
+    Raises
+    ------
+    TypeError
+        As :func:`input_is_lazy`.
+    """
+    if isinstance(X, (da.Array, zarr.Array, np.ndarray)):
+        return X
+    if not input_is_lazy(X):
+        return X
+    if is_dask_dataframe(X):
+        return X.to_dask_array(lengths=True)
+    if _is_xarray(X):
+        return X.data
+    return X
 
 
 def as_sample_weight(sample_weight: Any, row_chunks: tuple[int, ...]) -> da.Array:
@@ -301,6 +809,7 @@ def as_sample_weight(sample_weight: Any, row_chunks: tuple[int, ...]) -> da.Arra
     if isinstance(sample_weight, (str, os.PathLike)):
         sample_weight = open_zarr_array(sample_weight)
     if isinstance(sample_weight, zarr.Array):
+        sample_weight = with_absolute_store(sample_weight)
         _check_weight_shape(sample_weight.shape, n_samples)
         if sample_weight.chunks[0] != row_chunks[0] and len(row_chunks) > 1:
             raise ValueError(
@@ -339,7 +848,24 @@ def open_sample_weight(path: str | os.PathLike, name: str, row_chunks: tuple[int
     """The weights array ``name`` of the Zarr group at ``path``, read in the data's row chunks.
 
     For config files, whose data may be rechunked (``data.chunk_rows``): the
-    weights follow the data's chunks whatever their own Zarr chunks are.
+    weights follow the data's chunks whatever their own Zarr chunks are. A
+    local ``path`` is the client's (made absolute, as in :func:`open_zarr_array`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The Zarr group (a local path or an fsspec URL).
+    name : str
+        The weights array in the group.
+    row_chunks : tuple of int
+        The data's row chunks.
+    **storage_options
+        fsspec options for a URL.
+
+    Returns
+    -------
+    dask.array.Array
+        Shape (n_samples,), float64.
     """
     array = open_zarr_array(path, name, **storage_options)
     _check_weight_shape(array.shape, int(sum(row_chunks)))

@@ -19,10 +19,10 @@ from ._kernels import (
     combine_stats,
     compute_precision_cholesky,
     estep_stats_many,
-    estimate_log_prob_resp,
     m_step,
 )
-from ._passes import check_finite_block, run_pass
+from ._passes import check_finite_block, run_pass, run_pass_with_digest
+from ._predict import log_likelihood_block
 from .exceptions import NonFiniteError
 
 
@@ -52,6 +52,14 @@ class IterationInfo:
         Which of the models fitted together this is (0 when fitting one).
     n_models : int
         How many models share the passes (``n_init`` or a selection grid).
+    finished : bool
+        This model's EM ends with this iteration: it converged or reached
+        ``max_iter``. A fit stopped by a callback is not finished.
+    fingerprint : dict or None
+        What the passes read (:meth:`daskgmm._data.Dataset.fingerprint`: shape,
+        dtype, row chunks, location, weighted) and ``digest``, the content
+        digest folded from the chunks during this run's first pass. None for
+        online EM.
     """
 
     n_iter: int
@@ -64,6 +72,8 @@ class IterationInfo:
     lower_bounds: list[float]
     model: int = 0
     n_models: int = 1
+    finished: bool = False
+    fingerprint: dict | None = None
 
 
 Callback = Callable[[IterationInfo], "bool | None"]
@@ -119,11 +129,11 @@ def loglik_chunk(block: np.ndarray, models: tuple[GMMParams, ...], start: int,
     """Sums of (weighted) per-row log-likelihoods of one chunk, one per model (``gmm-score``)."""
     out = []
     for params in models:
-        with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are reported below
-            log_prob_norm, _ = estimate_log_prob_resp(block, params)
-        total = log_prob_norm.sum() if weights is None else log_prob_norm @ weights
-        if not np.isfinite(total):
+        if not np.isfinite(block).all():
             check_finite_block(block, start)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN rows are refused by name
+            log_prob_norm = log_likelihood_block(block, params, start)
+        total = log_prob_norm.sum() if weights is None else log_prob_norm @ weights
         n = block.shape[0] if weights is None else weights.sum()
         out.append({"loglik": np.float64(total), "n": np.float64(n)})
     return out
@@ -274,6 +284,7 @@ def run_em(
     callbacks: Sequence[Callback] = (),
     start_iter: int = 0,
     history: Sequence[float] = (),
+    check_digest: Callable[[str], None] | None = None,
 ) -> EMResult:
     """Iterate EM from ``params`` until the mean log-likelihood changes less than ``tol``.
 
@@ -294,6 +305,9 @@ def run_em(
     start_iter, history : int, sequence of float
         Iterations already done and their lower bounds, when resuming from a
         checkpoint; iteration numbers continue from ``start_iter``.
+    check_digest : callable, optional
+        Called with the data's content digest once the first pass has read
+        every chunk, before its statistics are used (see :func:`run_em_many`).
 
     Returns
     -------
@@ -301,7 +315,8 @@ def run_em(
     """
     start = EMResult(params, covariances, lower_bound, list(history), start_iter)
     return run_em_many(data, [start], tol=tol, reg_covar=reg_covar, max_iter=max_iter,
-                       split_every=split_every, callbacks=callbacks)[0]
+                       split_every=split_every, callbacks=callbacks,
+                       check_digest=check_digest)[0]
 
 
 def _per_model(value, n_models: int, name: str) -> list:
@@ -321,6 +336,7 @@ def run_em_many(
     max_iter: int | Sequence[int],
     split_every: int,
     callbacks: Sequence[Callback] = (),
+    check_digest: Callable[[str], None] | None = None,
 ) -> list[EMResult]:
     """Iterate EM for several models at once, one pass over the data per iteration.
 
@@ -343,6 +359,13 @@ def run_em_many(
     callbacks : sequence of callables
         Called after each iteration of each model, with ``info.model`` its
         index; one returning True stops every model.
+    check_digest : callable, optional
+        The first pass also takes a checksum of every chunk it reads and folds
+        them, in chunk order, into the data's content digest (no extra pass);
+        ``check_digest(digest)`` is called with it before that pass's
+        statistics are used, so an exception it raises stops the run before
+        any M-step or callback. The digest is passed to the callbacks in
+        ``info.fingerprint``.
 
     Returns
     -------
@@ -359,11 +382,20 @@ def run_em_many(
         return not results[i].converged and results[i].n_iter < max_iter[i]
 
     active = [i for i in range(len(results)) if running(i)]
+    fingerprint: dict | None = None
     while active:
         started = time.perf_counter()
         models = tuple(results[i].params for i in active)
-        stats = run_pass(data, estep_chunk, models, name="gmm-estep", split_every=split_every,
-                         combine=combine_many_quietly)
+        if fingerprint is None:  # the first pass: also the data's content digest
+            stats, digest = run_pass_with_digest(data, estep_chunk, models, name="gmm-estep",
+                                                 split_every=split_every,
+                                                 combine=combine_many_quietly)
+            if check_digest is not None:
+                check_digest(digest)
+            fingerprint = {**data.fingerprint(), "digest": digest}
+        else:
+            stats = run_pass(data, estep_chunk, models, name="gmm-estep", split_every=split_every,
+                             combine=combine_many_quietly)
         seconds = time.perf_counter() - started
         stop = False
         for i, model_stats in zip(active, stats, strict=True):
@@ -379,7 +411,8 @@ def run_em_many(
             result.lower_bounds.append(lower_bound)
             result.converged = abs(change) < tol[i]
             info = IterationInfo(result.n_iter, lower_bound, change, seconds, params, covariances,
-                                 result.converged, list(result.lower_bounds), i, len(results))
+                                 result.converged, list(result.lower_bounds), i, len(results),
+                                 finished=not running(i), fingerprint=fingerprint)
             stop |= any([bool(callback(info)) for callback in callbacks])
         if stop:
             break

@@ -33,7 +33,7 @@ import numpy as np
 from ._data import Dataset
 from ._em import check_finite_stats, combine_quietly
 from ._kernels import Stats, hard_moments, shifted_moments
-from ._passes import check_finite_block, run_pass
+from ._passes import check_finite_block, compute_pass, run_pass
 
 KMEANS_PARALLEL_ROUNDS = 5
 KMEANS_MAX_LLOYD_PASSES = 20
@@ -77,7 +77,8 @@ def _new_seed(random_state: np.random.RandomState) -> int:
 def take_rows(data: Dataset, indices: np.ndarray) -> np.ndarray:
     """The rows at ``indices`` (in that order), reading only the chunks that hold them."""
     order = np.argsort(indices, kind="stable")
-    rows = np.asarray(data.array[np.asarray(indices)[order]].compute(), dtype=np.float64)
+    rows = np.asarray(compute_pass(data.array[np.asarray(indices)[order]], "gmm-init-rows"),
+                      dtype=np.float64)  # bounded in time, as every pass
     out = np.empty_like(rows)
     out[order] = rows
     finite = np.isfinite(out).all(axis=1)

@@ -29,8 +29,8 @@ the data sit from the origin.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy.linalg import solve_triangular
@@ -86,11 +86,15 @@ class GMMParams:
 
 def _degenerate_message(component: int | None, covariance_type: str) -> str:
     which = "the tied covariance" if component is None else f"component {component}"
+    # scikit-learn's sentence, word for word (its tests match it), then daskgmm's detail.
     return (
-        f"Fitting the mixture model failed: {which} ({covariance_type} covariance) "
-        "has an ill-defined empirical covariance that is not positive definite "
-        "(for instance caused by singleton or collapsed samples). Increase "
-        "reg_covar, decrease n_components, or scale the input data."
+        "Fitting the mixture model failed because some components have ill-defined "
+        "empirical covariance (for instance caused by singleton or collapsed samples). "
+        "Try to decrease the number of components, increase reg_covar, or scale the "
+        f"input data. Here {which} ({covariance_type} covariance) is not positive "
+        "definite: a larger reg_covar makes it so. Data values of magnitude beyond about 1e150 also cause this: their "
+        "squares overflow float64 (whose largest value is about 1.8e308), so the "
+        "covariances cannot be computed; scale such data (e.g. standardise the features)."
     )
 
 
@@ -665,23 +669,17 @@ def estep_stats(
     return estep_stats_many(X, [params], sample_weight)[0]
 
 
-# Covariance types whose features coincide, so that their models can share
-# one block of features: diag and spherical both use (y**2, y). A tied
-# model's feature |U'y|^2 is its own.
-_FEATURE_KIND = {"full": "full", "diag": "squares", "spherical": "squares"}
-
-
 def estep_stats_many(
     X: np.ndarray, models: Sequence[GMMParams], sample_weight: np.ndarray | None = None
 ) -> list[Stats]:
-    """E-steps of several models on one chunk, sharing the work they can share.
+    """E-steps of several models on one chunk: the chunk is read once for all.
 
-    Models whose features coincide (all full models; all diag and spherical
-    models) are expanded about one common centre, so that each block of rows
-    is turned into features once and their stacked coefficients make one
-    matrix product for all their log-densities and one for all their
-    moments. Each model's statistics equal ``estep_stats(X, model)`` up to
-    rounding.
+    Each model is expanded about the centre of its own means and computed by
+    the same arithmetic as :func:`estep_stats` of it alone, so models fitted
+    together (``n_init``, :func:`daskgmm.fit_many`) end bitwise where each
+    would alone. (Stacking the models about one common centre into shared
+    matrix products was faster, but rounded each model differently from its
+    own fit: 1 ulp, which the promise above does not allow.)
 
     Parameters
     ----------
@@ -695,34 +693,14 @@ def estep_stats_many(
         One per model, in order.
     """
     X = np.asarray(X)
-    out: list[Stats | None] = [None] * len(models)
-    groups: dict[str, list[int]] = {}
-    for i, params in enumerate(models):
-        kind = _FEATURE_KIND.get(params.covariance_type)
-        if kind is None:
-            groups[f"own-{i}"] = [i]
+    out = []
+    for params in models:
+        form = linear_form(params)
+        if form is None:
+            out.append(_estep_stats_exact(np.asarray(X, dtype=np.float64), params, sample_weight))
         else:
-            groups.setdefault(kind, []).append(i)
-    for members in groups.values():
-        centre = _global_centre(np.concatenate([models[i].means for i in members]))
-        forms = [linear_form(models[i], centre) for i in members]
-        shared = [(i, f) for i, f in zip(members, forms) if f is not None]
-        for i, form in zip(members, forms):
-            if form is None:
-                if len(members) > 1:  # too far from the common centre: alone, about its own
-                    form = linear_form(models[i])
-                if form is None:
-                    out[i] = _estep_stats_exact(np.asarray(X, dtype=np.float64), models[i],
-                                                sample_weight)
-                else:
-                    out[i] = _estep_stats_fused(X, [models[i]], [form], sample_weight)[0]
-        if shared:
-            indices, shared_forms = zip(*shared)
-            stats = _estep_stats_fused(X, [models[i] for i in indices], list(shared_forms),
-                                       sample_weight)
-            for i, st in zip(indices, stats):
-                out[i] = st
-    return out  # type: ignore[return-value]
+            out.append(_estep_stats_fused(X, [params], [form], sample_weight)[0])
+    return out
 
 
 def _estep_stats_exact(X: np.ndarray, params: GMMParams, sample_weight: np.ndarray | None) -> Stats:
@@ -802,7 +780,7 @@ def _estep_stats_fused(
             moments += resp @ phi.T
     n = np.float64(n_rows if sample_weight is None else np.sum(sample_weight))
     out = []
-    for m, (params, f) in enumerate(zip(models, forms)):
+    for m, (params, f) in enumerate(zip(models, forms, strict=True)):
         rows = slice(bounds[m], bounds[m + 1])
         stats = empty_stats(f.coef.shape[0], n_features, f.covariance_type)
         stats["n"] = n

@@ -14,7 +14,10 @@ the same shape:
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
+import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +36,26 @@ CombineFn = Callable[[list[dict]], dict]
 
 class WorkerLostError(RuntimeError):
     """A pass's task kept killing the workers that ran it."""
+
+
+class NoWorkersError(WorkerLostError):
+    """A pass waited longer than the no-workers timeout with no worker able to run its tasks.
+
+    No worker was connected to the scheduler, or every one was paused
+    (distributed pauses a worker whose memory passes its pause threshold).
+    The bound is the dask config value ``daskgmm.no-workers-timeout``
+    (default :data:`DEFAULT_NO_WORKERS_TIMEOUT`); a scheduler started with
+    distributed's own ``distributed.scheduler.no-workers-timeout`` fails the
+    tasks itself, and that failure is reported as this error too.
+    """
+
+
+DEFAULT_NO_WORKERS_TIMEOUT = "10 minutes"
+"""How long a pass waits with no worker able to run its tasks, unless the dask
+config value ``daskgmm.no-workers-timeout`` says otherwise (``None`` or
+``"none"`` there waits without end)."""
+
+_POLL_SECONDS = 1.0
 
 
 @functools.cache
@@ -75,17 +98,67 @@ single_threaded_blas = _SingleThreadedBlas()
 
 
 def _run_single_threaded(fn: ChunkFn, block: np.ndarray, params: Any, start: int,
-                         weights: np.ndarray | None = None) -> dict:
+                         weights: np.ndarray | None = None, digest: bool = False) -> Any:
     """Run a chunk kernel with one BLAS thread: the scheduler already runs one task per core.
 
     With sample weights, the kernel is called as ``fn(block, params, start, weights)``
-    after the weights are checked.
+    after the weights are checked. With ``digest``, the result is
+    ``(result, [chunk_digest(block, weights)])``: the chunk's checksum is taken
+    from the bytes the task has read anyway.
     """
     with single_threaded_blas:
         if weights is None:
-            return fn(block, params, start)
-        check_weight_block(weights, start)
-        return fn(block, params, start, weights)
+            result = fn(block, params, start)
+        else:
+            check_weight_block(weights, start)
+            result = fn(block, params, start, weights)
+    if digest:
+        return result, [chunk_digest(block, weights)]
+    return result
+
+
+def chunk_digest(block: np.ndarray, weights: np.ndarray | None = None) -> int:
+    """CRC-32 of one chunk's bytes (and of its weights' bytes, if any).
+
+    About 4 GB/s on one core, so the first pass of a fit pays a few
+    milliseconds per 32 MiB chunk for it.
+    """
+    checksum = zlib.crc32(np.ascontiguousarray(block).data)
+    if weights is not None:
+        checksum = zlib.crc32(np.ascontiguousarray(weights).data, checksum)
+    return checksum
+
+
+def fold_digests(digests: list[int]) -> str:
+    """One content digest of the data from the chunks' checksums, in chunk order.
+
+    Parameters
+    ----------
+    digests : list of int
+        :func:`chunk_digest` of each chunk, first chunk first.
+
+    Returns
+    -------
+    str
+        A BLAKE2b hex digest (32 characters) of the checksums and their number.
+    """
+    packed = np.asarray(digests, dtype="<u4").tobytes()
+    return hashlib.blake2b(len(digests).to_bytes(8, "little") + packed, digest_size=16).hexdigest()
+
+
+def _combine_with_digests(combine: CombineFn, parts: list[tuple[Any, list[int]]]) -> tuple[Any, list[int]]:
+    """``combine`` the results of a digest pass and keep the chunks' checksums in order."""
+    return combine([part[0] for part in parts]), [d for part in parts for d in part[1]]
+
+
+def _no_stats(block: np.ndarray, params: Any, start: int,
+              weights: np.ndarray | None = None) -> dict:
+    """A chunk kernel that computes nothing: for a pass that only takes the digest."""
+    return {}
+
+
+def _combine_nothing(parts: list[dict]) -> dict:
+    return {}
 
 
 def check_finite_block(block: np.ndarray, start: int) -> None:
@@ -131,12 +204,20 @@ def pass_graph(
     name: str,
     split_every: int,
     combine: CombineFn = combine_stats,
+    digest: bool = False,
 ) -> Delayed:
     """The lazy result of one pass: ``combine`` over ``chunk_fn(block, params, first_row)``
-    (``chunk_fn(block, params, first_row, weights)`` if the data carry sample weights)."""
+    (``chunk_fn(block, params, first_row, weights)`` if the data carry sample weights).
+
+    With ``digest``, the result is ``(combined, checksums)``: each chunk task
+    also returns :func:`chunk_digest` of its block, and the tree reduction
+    concatenates them in chunk order (see :func:`fold_digests`).
+    """
     weights_name = None if data.weights is None else data.weights.name
-    token = tokenize(data.array.name, weights_name, chunk_fn, params, split_every)
+    token = tokenize(data.array.name, weights_name, chunk_fn, params, split_every, digest)
     name = f"{name}-{token}"
+    if digest:
+        combine = functools.partial(_combine_with_digests, combine)
     params_key = delayed(params, name=f"{name}-params", pure=True)
     blocks = data.array.to_delayed(optimize_graph=False).ravel()
     if data.weights is None:
@@ -146,7 +227,8 @@ def pass_graph(
     starts = data.row_offsets[:-1]
     parts = [
         delayed(_run_single_threaded, pure=True)(
-            chunk_fn, block, params_key, int(start), weights, dask_key_name=(f"{name}-chunk", i)
+            chunk_fn, block, params_key, int(start), weights, digest,
+            dask_key_name=(f"{name}-chunk", i),
         )
         for i, (block, weights, start) in enumerate(zip(blocks, weight_blocks, starts, strict=True))
     ]
@@ -161,18 +243,225 @@ def run_pass(
     name: str,
     split_every: int,
     combine: CombineFn = combine_stats,
-) -> dict:
-    """Compute one pass on the current scheduler (a distributed client if there is one)."""
+) -> Any:
+    """Compute one pass on the current scheduler (a distributed client if there is one).
+
+    Raises
+    ------
+    WorkerLostError
+        A task killed its worker each time it ran.
+    NoWorkersError
+        No worker could run the pass's tasks for longer than the no-workers timeout.
+    """
     graph = pass_graph(data, chunk_fn, params, name=name, split_every=split_every, combine=combine)
+    return compute_pass(graph, name)
+
+
+def run_pass_with_digest(
+    data: Dataset,
+    chunk_fn: ChunkFn,
+    params: Any,
+    *,
+    name: str,
+    split_every: int,
+    combine: CombineFn = combine_stats,
+) -> tuple[Any, str]:
+    """:func:`run_pass`, and the content digest of the data folded from the chunks it read.
+
+    Returns
+    -------
+    result
+        As :func:`run_pass`.
+    digest : str
+        :func:`fold_digests` of every chunk's checksum (with its weights), in chunk order.
+    """
+    graph = pass_graph(data, chunk_fn, params, name=name, split_every=split_every,
+                       combine=combine, digest=True)
+    result, digests = compute_pass(graph, name)
+    return result, fold_digests(digests)
+
+
+def data_digest(data: Dataset, split_every: int) -> str:
+    """The content digest of ``data`` by a pass that computes nothing else.
+
+    For checks that have no pass of their own to ride on (a finished
+    checkpoint resumed); fits take the digest in their first EM pass.
+    """
+    _, digest = run_pass_with_digest(data, _no_stats, None, name="gmm-digest",
+                                     split_every=split_every, combine=_combine_nothing)
+    return digest
+
+
+def no_workers_timeout() -> float | None:
+    """Seconds a pass waits with no worker able to run it (``daskgmm.no-workers-timeout``).
+
+    Returns
+    -------
+    float or None
+        None if the config value is ``None`` or ``"none"`` (no bound).
+
+    Raises
+    ------
+    ValueError
+        The config value is not a duration.
+    """
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("daskgmm.no-workers-timeout", default=DEFAULT_NO_WORKERS_TIMEOUT)
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    try:
+        seconds = parse_timedelta(value, default="seconds")
+    except (TypeError, ValueError, KeyError):
+        raise ValueError(f"The dask config value daskgmm.no-workers-timeout={value!r} is not a "
+                         "duration (e.g. '10 minutes', '30s', 600) or None.") from None
+    return float(seconds)
+
+
+def _distributed_client():
+    """The ``distributed.Client`` dask would compute on now, or None (dask's own choice)."""
+    from dask.base import get_scheduler
+
+    try:
+        from distributed import Client
+    except ImportError:
+        return None
+    client = getattr(get_scheduler(), "__self__", None)
+    return client if isinstance(client, Client) else None
+
+
+def _describe_workers(workers: dict) -> str:
+    """``2 workers (running, paused) of 200 MiB memory limit each``, from scheduler info."""
+    from dask.utils import format_bytes
+
+    if not workers:
+        return "no workers"
+    states = sorted({str(w.get("status", "unknown")) for w in workers.values()})
+    limits = sorted({int(w.get("memory_limit") or 0) for w in workers.values()})
+    memory = ("no memory limit" if limits == [0] else
+              " / ".join(format_bytes(m) if m else "no" for m in limits) + " memory limit"
+              + (" each" if len(workers) > 1 else ""))
+    count = f"{len(workers)} worker{'s' if len(workers) > 1 else ''}"
+    return f"{count} ({', '.join(states)}) of {memory}"
+
+
+class _WorkerWatch:
+    """What the cluster's workers were like while a pass ran: for error messages.
+
+    Also remembers, per scheduler, the last workers any pass of this process
+    saw, so that a pass that starts with none can say what there was.
+    """
+
+    last_seen: dict[str, dict] = {}
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.scheduler = str(getattr(getattr(client, "scheduler", None), "address", ""))
+        self.at_start = self.workers()
+
+    def workers(self) -> dict:
+        try:
+            workers = dict(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        except Exception:  # the message is a courtesy; never hide the real error
+            return {}
+        if workers:
+            _WorkerWatch.last_seen[self.scheduler] = workers
+        return workers
+
+    def before(self) -> str:
+        """The workers when the pass started, or the last ones an earlier pass saw."""
+        if self.at_start:
+            return f"when the pass started: {_describe_workers(self.at_start)}"
+        earlier = _WorkerWatch.last_seen.get(self.scheduler)
+        if earlier:
+            return (f"none when the pass started; an earlier pass of this process saw "
+                    f"{_describe_workers(earlier)}")
+        return "none when the pass started"
+
+
+def _wait(client, future, name: str, watch: _WorkerWatch) -> Any:
+    """The future's result, or :class:`NoWorkersError` once no worker could run it for too long."""
+    timeout = no_workers_timeout()
+    if timeout is None:
+        return future.result()
+    poll = max(min(_POLL_SECONDS, timeout / 4), 0.01)
+    without_workers_since: float | None = None
+    while True:
+        try:
+            return future.result(timeout=poll)
+        except TimeoutError:
+            if future.done():  # the task itself raised a TimeoutError
+                return future.result()
+        workers = watch.workers()
+        if any(w.get("status") == "running" for w in workers.values()):
+            without_workers_since = None
+            continue
+        now = time.monotonic()
+        if without_workers_since is None:
+            without_workers_since = now
+        elif now - without_workers_since >= timeout:
+            client.cancel(future)
+            raise NoWorkersError(_no_workers_message(name, timeout, watch, workers))
+
+
+def _no_workers_message(name: str, timeout: float, watch: _WorkerWatch, workers: dict) -> str:
+    if not workers:
+        what = ("no worker is connected to the scheduler: the workers were lost or retired and "
+                "none joined. Workers killed for using more memory than their limit are "
+                "restarted by their nanny until it gives up; give them more memory or use "
+                "smaller chunks, and check that the cluster can start workers (a job queue, "
+                "an adaptive cluster)")
+    else:
+        what = (f"the scheduler has {_describe_workers(workers)}, none running: a paused worker's "
+                "memory is past distributed's pause threshold (distributed.worker.memory.pause), "
+                "so it lacks the memory to run tasks; give the workers more memory or use "
+                "smaller chunks")
+    return (f"The pass {name!r} waited {timeout:g} s with no worker able to run its tasks: {what} "
+            f"(workers: {watch.before()}). The bound is the dask config value "
+            f"daskgmm.no-workers-timeout.")
+
+
+def compute_pass(graph: Any, name: str) -> Any:
+    """Compute a pass's graph on the current scheduler, in bounded time on a distributed client.
+
+    On a distributed client the wait ends with :class:`NoWorkersError` once
+    no worker has been able to run the tasks (none connected, or all paused)
+    for :func:`no_workers_timeout` seconds; a task that kills its workers
+    ends it with :class:`WorkerLostError`. Both name the pass and the
+    workers' state.
+
+    Parameters
+    ----------
+    graph : dask collection
+    name : str
+        The pass, for messages (``gmm-estep``, ``gmm-init-kmeans``...).
+    """
+    client = _distributed_client()
+    watch = None
     try:
         with single_threaded_blas:
-            (result,) = dask.compute(graph)
+            if client is None:
+                (result,) = dask.compute(graph)
+                return result
+            watch = _WorkerWatch(client)
+            return _wait(client, client.compute(graph), name, watch)
+    except NoWorkersError:
+        raise
     except Exception as exc:
-        if type(exc).__name__ != "KilledWorker":
+        kind = type(exc).__name__
+        if kind in ("NoWorkerError", "NoValidWorkerError"):  # distributed's own timeout
+            raise NoWorkersError(
+                f"The pass {name!r} found no worker able to run its tasks within the scheduler's "
+                f"distributed.scheduler.no-workers-timeout ({exc}; workers: "
+                f"{watch.before() if watch else 'unknown'}). "
+                "Workers were lost or retired and none joined, or their memory is full: give "
+                "them more memory or use smaller chunks."
+            ) from exc
+        if kind != "KilledWorker":
             raise
+        workers = f" (workers: {watch.before()})" if watch else ""
         raise WorkerLostError(
             f"A task of the pass {name!r} killed a worker each time it ran and was given up "
-            f"after distributed's allowed-failures retries ({exc}). A chunk may need more "
-            "memory than a worker has: use smaller chunks or give workers more memory."
+            f"after distributed's allowed-failures retries ({exc}){workers}. A chunk may need "
+            "more memory than a worker has: use smaller chunks or give workers more memory."
         ) from exc
-    return result

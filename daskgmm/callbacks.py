@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._em import IterationInfo
-from .persistence import encode_params, model_file_contents, write_model_file
+from .exceptions import CheckpointDataError, CheckpointParamsError
+from .persistence import encode_params, model_file_contents, read_model_file, write_model_file
+
+RUN_OPTIONS = ("verbose", "verbose_interval", "persist")
+"""Parameters that do not change a fit's result: they may differ when resuming."""
+
+_AFRESH = ("To start afresh, fit without resume_from (`daskgmm fit` without --resume): the new "
+           "fit overwrites the checkpoint.")
 
 
 class Checkpoint:
@@ -25,6 +32,23 @@ class Checkpoint:
     constructor parameter as it was when the fit started (``before_fit``).
     It holds one candidate's state, so it needs ``n_init=1``, and
     :func:`daskgmm.fit_many` accepts it only for a single candidate.
+
+    A checkpoint names its job. Its ``checkpoint`` section holds, beside the
+    iteration state, ``data``: the fingerprint of the data the fit read
+    (shape, dtype, row chunking, the resolved location of the Zarr store,
+    whether rows are weighted, and a content digest: a CRC-32 of every
+    chunk's bytes taken by the first EM pass's chunk tasks and folded in
+    chunk order, so no extra pass). Resuming with other parameters or other
+    data is refused (:class:`daskgmm.CheckpointParamsError`,
+    :class:`daskgmm.CheckpointDataError`).
+
+    The last write of a fit that ends by itself (converged, or ``max_iter``
+    reached) marks the checkpoint ``finished``; one stopped by a callback or
+    killed stays unfinished. The file is kept: it is the model as well.
+    ``scripts/cron_fit.sh`` resumes only an unfinished checkpoint and removes
+    the checkpoint once the model file is in place. Resuming a finished
+    checkpoint runs no iteration: one pass checks the data's digest, and
+    the fit ends with the checkpoint's model.
 
     Parameters
     ----------
@@ -63,7 +87,8 @@ class Checkpoint:
         if self._params is None:
             raise RuntimeError("Checkpoint.before_fit(model) was not called before the first "
                                "iteration: the checkpoint would not know its model's parameters.")
-        if info.n_iter % self.interval and not info.converged:
+        finished = info.converged or info.finished
+        if info.n_iter % self.interval and not finished:
             return
         p = info.params
         arrays, metadata = model_file_contents(
@@ -72,9 +97,169 @@ class Checkpoint:
             converged=info.converged, n_iter=info.n_iter, lower_bound=info.lower_bound,
             n_features=p.n_features,
             checkpoint={"n_iter": info.n_iter, "lower_bound": info.lower_bound,
-                        "converged": info.converged, "written": time.time()},
+                        "converged": info.converged, "finished": bool(finished),
+                        "data": info.fingerprint, "written": time.time()},
         )
         write_model_file(self.path, arrays, metadata)
+
+
+    @staticmethod
+    def status(path: str | os.PathLike) -> str:
+        """Whether a checkpoint file holds a fit to resume.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        {'missing', 'finished', 'unfinished'}
+            'finished' for a fit that ended by itself (converged or
+            ``max_iter``), also in checkpoints of earlier releases that
+            recorded only ``converged``.
+
+        Raises
+        ------
+        daskgmm.ModelFileError
+            The file is not a readable model file.
+        ValueError
+            The file is a model file without a checkpoint section.
+        """
+        if not Path(path).exists():
+            return "missing"
+        _, metadata = read_model_file(path)
+        state = metadata.get("checkpoint")
+        if not isinstance(state, dict):
+            raise ValueError(f"{str(path)!r} is a model file, not a checkpoint.")
+        return "finished" if checkpoint_finished(state) else "unfinished"
+
+
+def _shown(name: str, value: Any) -> str:
+    """A parameter's value for a message: arrays and RandomState states summarised."""
+    if isinstance(value, dict) and name == "random_state":
+        return "a RandomState"
+    if isinstance(value, list):
+        return f"an array of {len(value)} rows"
+    return repr(value)
+
+
+def check_params(path: str | os.PathLike, saved: Any, current: dict[str, Any]) -> None:
+    """Refuse a checkpoint written with other estimator parameters.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint, named in the message.
+    saved : dict
+        Its ``params`` section.
+    current : dict
+        :func:`daskgmm.persistence.encode_params` of the model being fitted.
+
+    Raises
+    ------
+    CheckpointParamsError
+        Naming every parameter that differs (except :data:`RUN_OPTIONS`), its
+        two values, and how to start afresh.
+    """
+    saved = saved if isinstance(saved, dict) else {}
+    differences = {name: (saved.get(name), value) for name, value in current.items()
+                   if name not in RUN_OPTIONS and saved.get(name) != value}
+    if not differences:
+        return
+    listed = "; ".join(f"{name}: {_shown(name, old)} in the checkpoint, {_shown(name, new)} now"
+                       for name, (old, new) in differences.items())
+    raise CheckpointParamsError(
+        f"The checkpoint {str(path)!r} belongs to another job: it was written by a fit with "
+        f"other parameters ({listed}). Resuming it would continue that fit as if it were this "
+        f"one. Resume with the checkpoint's parameters instead, or start afresh. {_AFRESH}",
+        str(path), differences,
+    )
+
+
+def _chunks_shown(runs: Any) -> str:
+    if not isinstance(runs, list) or not runs:
+        return repr(runs)
+    parts = [f"{count} chunk{'s' if count > 1 else ''} of {rows} rows" for rows, count in runs[:3]]
+    more = f", ... ({len(runs)} runs of equal chunks)" if len(runs) > 3 else ""
+    return ", ".join(parts) + more
+
+
+def _where(fingerprint: dict) -> str:
+    location = fingerprint.get("location")
+    return f"the data at {location!r}" if location else "the data"
+
+
+def check_data(path: str | os.PathLike, recorded: Any, current: dict[str, Any]) -> None:
+    """Refuse a checkpoint written for other data, from what is known without reading them.
+
+    Compares shape, dtype, row chunking, weighting and (when both are known)
+    location; the content digest is compared by :func:`check_digest` once the
+    first resumed pass has read the chunks.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint, named in the message.
+    recorded : dict or None
+        The ``data`` fingerprint of its ``checkpoint`` section.
+    current : dict
+        :meth:`daskgmm._data.Dataset.fingerprint` of the data being fitted.
+
+    Raises
+    ------
+    CheckpointDataError
+        Naming what differs and how to start afresh; also for a checkpoint
+        that recorded no fingerprint (earlier releases, online EM).
+    """
+    if not isinstance(recorded, dict):
+        raise CheckpointDataError(
+            f"The checkpoint {str(path)!r} records no fingerprint of the data it was written "
+            f"for (it comes from an earlier daskgmm, or from online EM), so it cannot be checked "
+            f"against {_where(current)}. {_AFRESH}", str(path), {"fingerprint": (None, current)})
+    labels = {"shape": "shape", "dtype": "dtype", "row_chunks": "row chunking",
+              "weighted": "sample weights", "location": "location"}
+    differences = {}
+    for key in labels:
+        old, new = recorded.get(key), current.get(key)
+        if key == "location" and (old is None or new is None):
+            continue  # unknown on one side: the content digest decides
+        if old != new:
+            differences[key] = (old, new)
+    if not differences:
+        return
+    shown = {"row_chunks": _chunks_shown, "weighted": lambda v: "given" if v else "none"}
+    listed = "; ".join(
+        f"{labels[key]}: {shown.get(key, repr)(old)} in the checkpoint, {shown.get(key, repr)(new)} now"
+        for key, (old, new) in differences.items())
+    raise CheckpointDataError(
+        f"The checkpoint {str(path)!r} belongs to another job: it records other data than "
+        f"this fit reads ({listed}). Resuming it would continue a fit of those data on "
+        f"{_where(current)}. {_AFRESH}", str(path), differences)
+
+
+def check_digest(path: str | os.PathLike, recorded: dict, current: dict[str, Any],
+                 digest: str) -> None:
+    """Refuse a checkpoint whose data had other contents (the first resumed pass's digest).
+
+    Raises
+    ------
+    CheckpointDataError
+        Naming the data, both digests, and how to start afresh.
+    """
+    if recorded.get("digest") == digest:
+        return
+    raise CheckpointDataError(
+        f"The checkpoint {str(path)!r} belongs to another job: {_where(current)} have the shape, "
+        f"dtype and chunking it records but other contents (content digest "
+        f"{recorded.get('digest')} in the checkpoint, {digest} now): they were rewritten or "
+        f"replaced since the checkpoint was written. Nothing was resumed or written. {_AFRESH}",
+        str(path), {"digest": (recorded.get("digest"), digest)})
+
+
+def checkpoint_finished(state: dict) -> bool:
+    """Whether a ``checkpoint`` section records a fit that ended by itself (converged or
+    ``max_iter``; checkpoints of earlier releases recorded only ``converged``)."""
+    return bool(state.get("finished", state.get("converged", False)))
 
 
 class ProgressLog:

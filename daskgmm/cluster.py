@@ -11,12 +11,64 @@ from typing import TextIO
 
 from .config import ClusterConfig
 
+#: How long to wait for a running scheduler (``cluster.kind: address``) when
+#: the dask config key ``daskgmm.connect-timeout`` is not set (e.g. by the
+#: environment variable ``DASK_DASKGMM__CONNECT_TIMEOUT=60s``).
+DEFAULT_CONNECT_TIMEOUT = "10s"
+
+
+class ClusterConnectionError(ConnectionError):
+    """The scheduler a config names cannot be connected to.
+
+    The message names the address, or the certificate file, and the likely
+    cause: a missing certificate file, ``tcp://`` to a TLS scheduler, a
+    certificate the other side does not trust, no answer within the connect
+    timeout (:func:`connect_timeout`).
+    """
+
+
+def connect_timeout() -> str:
+    """The connect timeout: dask config ``daskgmm.connect-timeout``, default
+    :data:`DEFAULT_CONNECT_TIMEOUT`.
+
+    Returns
+    -------
+    str
+        A duration dask understands, e.g. ``"10s"``.
+    """
+    import dask
+
+    return str(dask.config.get("daskgmm.connect-timeout", DEFAULT_CONNECT_TIMEOUT))
+
 
 def security_from_config(config: ClusterConfig):
-    """``distributed.Security`` for a TLS config, or None."""
+    """``distributed.Security`` for a TLS config, or None.
+
+    Parameters
+    ----------
+    config : ClusterConfig
+
+    Returns
+    -------
+    distributed.Security or None
+
+    Raises
+    ------
+    ClusterConnectionError
+        A certificate file of ``cluster.tls`` is missing or unreadable (named).
+    """
     if config.tls is None:
         return None
     from distributed.security import Security
+
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = getattr(config.tls, key)
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            what = "no file" if not os.path.exists(path) else "an unreadable file"
+            raise ClusterConnectionError(
+                f"cluster.tls.{key}: {what} at {path!r}, needed to connect to "
+                f"{config.address}."
+            )
 
     return Security(
         tls_ca_file=config.tls.ca_file,
@@ -26,12 +78,87 @@ def security_from_config(config: ClusterConfig):
     )
 
 
+def _chain(exc: BaseException) -> str:
+    """The text of an exception and its causes, for recognising what went wrong."""
+    texts = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__
+    return " <- ".join(texts)
+
+
+def _connection_problem(config: ClusterConfig, exc: BaseException, timeout: str) -> str:
+    """Why connecting to ``config.address`` failed, in words that name what to check."""
+    address = config.address
+    text = _chain(exc)
+    head = f"Could not connect to the Dask scheduler at {address}: "
+    tls = config.tls
+    if tls is not None and any(s in text for s in ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE",
+                                                   "PEM lib", "NO_START_LINE")):
+        return head + (f"the certificates of cluster.tls could not be loaded ({exc}): check "
+                       f"ca_file {tls.ca_file!r}, cert_file {tls.cert_file!r} and key_file "
+                       f"{tls.key_file!r} (PEM files, the key belonging to the certificate).")
+    if tls is not None and ("CERTIFICATE_VERIFY_FAILED" in text
+                            or "certificate does not match" in text):
+        return head + ("the scheduler's certificate is not signed by cluster.tls.ca_file "
+                       f"{tls.ca_file!r} (or names another host). Use the CA that signed the "
+                       "scheduler's certificate.")
+    if tls is not None and any(s in text for s in ("UNKNOWN_CA", "BAD_CERTIFICATE",
+                                                   "CERTIFICATE_REQUIRED", "SSLEOFError",
+                                                   "ConnectionResetError")):
+        return head + ("the scheduler closed the TLS handshake: it does not accept the client "
+                       f"certificate cluster.tls.cert_file {tls.cert_file!r} (not signed by a "
+                       f"CA it trusts) ({exc}).")
+    if "Timed out" in text or isinstance(exc, TimeoutError):
+        return head + (f"no answer within {timeout} ({exc}). Is a scheduler running there, "
+                       "and is the address right? The wait is the dask config key "
+                       "daskgmm.connect-timeout (e.g. DASK_DASKGMM__CONNECT_TIMEOUT=60s).")
+    if address.startswith("tcp://"):
+        return head + (f"the connection was closed at once ({exc}). If the scheduler serves "
+                       "TLS, use its tls:// address with cluster.tls certificates.")
+    return head + str(exc)
+
+
+def _scheduler_client(config: ClusterConfig, timeout: str):
+    """A ``distributed.Client`` of the running scheduler at ``config.address``."""
+    from distributed import Client
+
+    security = security_from_config(config)
+    try:
+        return Client(config.address, security=security, timeout=timeout)
+    except (OSError, TimeoutError) as exc:  # ssl.SSLError and dask's CommClosedError included
+        raise ClusterConnectionError(_connection_problem(config, exc, timeout)) from exc
+
+
 @contextlib.contextmanager
-def connect(config: ClusterConfig, log: TextIO | None = None) -> Iterator[object | None]:
+def connect(config: ClusterConfig, log: TextIO | None = None,
+            timeout: str | None = None) -> Iterator[object | None]:
     """Yield a ``distributed.Client`` (or None for the embedded default) for the job.
 
     Clusters started here are closed on exit; a running scheduler is only
     disconnected from.
+
+    Parameters
+    ----------
+    config : ClusterConfig
+    log : file, optional
+        Where to print the dashboard's address (default: stderr).
+    timeout : str, optional
+        How long to try to reach a running scheduler (default:
+        :func:`connect_timeout`).
+
+    Yields
+    ------
+    distributed.Client or None
+
+    Raises
+    ------
+    ClusterConnectionError
+        A running scheduler cannot be reached within ``timeout``, or refuses
+        the connection; the message names the address or certificate file.
     """
     if config.kind == "embedded":
         yield None
@@ -47,7 +174,7 @@ def connect(config: ClusterConfig, log: TextIO | None = None) -> Iterator[object
             client = stack.enter_context(Client(cluster))
         elif config.kind == "address":
             client = stack.enter_context(
-                Client(config.address, security=security_from_config(config), timeout="30s"))
+                _scheduler_client(config, timeout or connect_timeout()))
         else:
             cluster = stack.enter_context(_jobqueue_cluster(config))
             cluster.scale(jobs=config.jobqueue.jobs)

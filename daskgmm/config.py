@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .outputs import absolute_path
+
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message lists every problem."""
@@ -20,6 +22,15 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _client_path(value: str | None) -> str | None:
+    """A local path made absolute against the current directory (the client's); URLs kept.
+
+    Tasks run in the workers' working directories: a relative path must not
+    reach them (see :func:`daskgmm.outputs.absolute_path`).
+    """
+    return None if value is None else absolute_path(value)
 
 
 class DataConfig(_Section):
@@ -31,6 +42,8 @@ class DataConfig(_Section):
     chunk_rows: Annotated[int, Field(ge=1)] | None = Field(None, description="rechunk to this many rows per chunk")
     allow_missing_chunks: bool = False
     storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    _absolute_path = field_validator("path")(_client_path)
 
 
 class ModelConfig(_Section):
@@ -59,6 +72,8 @@ class TLSConfig(_Section):
     ca_file: str
     cert_file: str
     key_file: str
+
+    _absolute_paths = field_validator("ca_file", "cert_file", "key_file")(_client_path)
 
 
 class JobqueueConfig(_Section):
@@ -104,10 +119,14 @@ class OutputConfig(_Section):
     overwrite: bool = False
     shard_rows: Annotated[int, Field(ge=1)] | None = Field(None, description="rows per shard of the prediction arrays (None: not sharded)")
 
+    _absolute_paths = field_validator("model", "predictions")(_client_path)
+
 
 class CheckpointConfig(_Section):
     path: str
     interval: Annotated[int, Field(ge=1)] = 1
+
+    _absolute_path = field_validator("path")(_client_path)
 
 
 class JobConfig(_Section):
@@ -200,8 +219,26 @@ def parse_config(raw: Any, source: str = "") -> JobConfig:
 def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> JobConfig:
     """Read a YAML config (safely: no Python objects), apply overrides, validate.
 
-    Relative paths in ``data``, ``output`` and ``checkpoint`` are taken
-    relative to the current directory, as a shell user expects.
+    Relative paths in ``data``, ``output``, ``checkpoint`` and
+    ``cluster.tls`` are taken relative to the current directory, as a shell
+    user expects, and made absolute here: the workers of a cluster run in
+    directories of their own. fsspec URLs are kept as they are.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The YAML file.
+    overrides : list of str
+        ``section.key=value`` overrides (values parsed as YAML).
+
+    Returns
+    -------
+    JobConfig
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not YAML, or the config is invalid.
     """
     path = Path(path)
     try:

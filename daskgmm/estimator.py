@@ -8,9 +8,7 @@ from numbers import Integral, Real
 from typing import Any
 
 import dask
-import dask.array as da
 import numpy as np
-import zarr
 from dask.base import tokenize
 from dask.delayed import delayed
 from sklearn.base import BaseEstimator, DensityMixin
@@ -18,10 +16,19 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_feature_names, check_is_fitted, validate_data
 
-from ._data import Dataset, as_dataset, as_sample_weight
-from ._em import EMResult, IterationInfo, combine_many, estep_chunk, run_em, run_em_many, total_loglik
+from ._data import Dataset, as_dataset, as_sample_weight, input_is_lazy, is_dask_dataframe
+from ._em import (
+    EMResult,
+    IterationInfo,
+    check_finite_stats,
+    combine_many,
+    estep_chunk,
+    run_em,
+    run_em_many,
+    total_loglik,
+)
 from ._init import initial_stats
 from ._kernels import (
     GMMParams,
@@ -38,7 +45,21 @@ PERSIST_MEMORY_FRACTION = 0.5
 
 
 def _is_out_of_core_input(X: Any) -> bool:
-    return isinstance(X, (da.Array, zarr.Array, str)) or hasattr(X, "__fspath__")
+    """Whether ``X`` is read chunk by chunk: dask and Zarr arrays, paths, dask DataFrames,
+    dask-backed xarray DataArrays. Raises ``TypeError`` for lazy containers that cannot be
+    (see :func:`daskgmm._data.input_is_lazy`): nothing lazy is ever gathered into the client."""
+    return input_is_lazy(X)
+
+
+def _check_lazy_feature_names(estimator, X: Any, *, reset: bool) -> None:
+    """scikit-learn's feature-name rules for lazy input: a dask DataFrame's columns are
+    ``feature_names_in_`` as a pandas DataFrame's would be; other lazy input has none."""
+    if is_dask_dataframe(X) and hasattr(X, "columns"):
+        import pandas as pd
+
+        _check_feature_names(estimator, pd.DataFrame(columns=X.columns), reset=reset)
+    else:
+        _check_feature_names(estimator, np.empty((0, 0)), reset=reset)
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -201,6 +222,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _fit_dataset(self, X) -> Dataset:
         if _is_out_of_core_input(X):
+            _check_lazy_feature_names(self, X, reset=True)
             data = as_dataset(X, self.chunk_size)
         else:
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
@@ -282,16 +304,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return self._fit(X, sample_weight, callbacks, resume_from)
 
     def _fit(self, X, sample_weight, callbacks, resume_from) -> GaussianMixture:
-        data = self._maybe_persist(self._fit_dataset(X).with_weights(sample_weight))
+        data = self._fit_dataset(X).with_weights(sample_weight)
         self._check_initial_parameters(data.n_features)
+        # A checkpoint of another job is refused before any work (persist included).
+        checkpoint = None if resume_from is None else self._open_checkpoint(resume_from, data)
+        data = self._maybe_persist(data)
         callbacks = list(callbacks)
         if self.verbose:
             callbacks.append(self._verbose_callback())
         for callback in callbacks:
             if hasattr(callback, "before_fit"):
                 callback.before_fit(self)
-        if resume_from is not None:
-            return self._resume(data, resume_from, callbacks)
+        if checkpoint is not None:
+            return self._resume(data, resume_from, checkpoint, callbacks)
         self.__dict__.pop("_online", None)  # a new fit starts online EM afresh
         if self.algorithm == "online":
             return self._fit_online(data, callbacks)
@@ -379,6 +404,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         running, centres, step = getattr(self, "_online", (None, None, 0))
         (stats,) = run_pass(batch, estep_chunk, (params,), name="gmm-online-estep",
                             split_every=self.split_every, combine=combine_many)
+        check_finite_stats(stats, self.covariance_type, iteration=step + 1, params=params)
         if running is not None:
             running = shift_stats(running, centres, params.means, self.covariance_type)
         gamma = step_size(step, self.learning_decay, self.learning_offset)
@@ -417,39 +443,78 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
+                ConvergenceWarning, stacklevel=2,
             )
         self._set_fitted(best)
 
-    def _resume(self, data: Dataset, path, callbacks) -> GaussianMixture:
-        from .persistence import read_model_file
+    def _open_checkpoint(self, path, data: Dataset) -> tuple[dict, dict]:
+        """Read a checkpoint and refuse it unless it is this job's, before any work.
+
+        Returns
+        -------
+        arrays, state : dict
+            The checkpoint's arrays and its ``checkpoint`` section.
+
+        Raises
+        ------
+        ValueError
+            Not a checkpoint, ``n_init > 1``, or online EM.
+        CheckpointParamsError
+            Other estimator parameters.
+        CheckpointDataError
+            Other shape, dtype, row chunking, weighting or location.
+        """
+        from .callbacks import check_data, check_params
+        from .persistence import encode_params, read_model_file
 
         arrays, metadata = read_model_file(path)
         state = metadata.get("checkpoint")
-        if state is None:
+        if not isinstance(state, dict):
             raise ValueError(f"{str(path)!r} is a model file, not a checkpoint; it cannot be resumed.")
-        saved = metadata["params"]
-        for name in ("n_components", "covariance_type"):
-            if saved.get(name) != getattr(self, name):
-                raise ValueError(f"The checkpoint {str(path)!r} has {name}={saved.get(name)!r}, "
-                                 f"but this model has {name}={getattr(self, name)!r}.")
-        if arrays["means"].shape[1] != data.n_features:
-            raise ValueError(f"The checkpoint has {arrays['means'].shape[1]} features, "
-                             f"the data have {data.n_features}.")
         if self.n_init != 1:
             raise ValueError("Resuming from a checkpoint needs n_init=1: a checkpoint holds one "
                              "initialisation's state.")
+        if self.algorithm != "batch":
+            raise ValueError("Resuming from a checkpoint needs algorithm='batch': online EM's "
+                             "running statistics are not saved in checkpoints.")
+        check_params(path, metadata.get("params"), encode_params(self))
+        check_data(path, state.get("data"), data.fingerprint())
+        return arrays, state
+
+    def _resume(self, data: Dataset, path, checkpoint: tuple[dict, dict],
+                callbacks) -> GaussianMixture:
+        """Continue the fit a checkpoint (checked by :meth:`_open_checkpoint`) holds.
+
+        The first resumed pass also takes the data's content digest; a digest
+        that differs from the checkpoint's stops the fit before its statistics
+        are used (no M-step, no callback, no checkpoint written). A finished
+        checkpoint has no iteration left: one pass takes the digest, and the
+        fit ends with the checkpoint's model.
+        """
+        from ._passes import data_digest
+        from .callbacks import check_digest, checkpoint_finished
+
+        arrays, state = checkpoint
+        recorded = state["data"]
+        current = data.fingerprint()
+
+        def verify(digest: str) -> None:
+            check_digest(path, recorded, current, digest)
+
         params = GMMParams(arrays["weights"], arrays["means"], arrays["precisions_cholesky"],
                            self.covariance_type)
         history = [float(v) for v in arrays["lower_bounds"]]
         result = EMResult(params, arrays["covariances"], float(state["lower_bound"]),
                           history, int(state["n_iter"]), bool(state["converged"]))
-        if not result.converged:
+        if checkpoint_finished(state) or result.converged or result.n_iter >= self.max_iter:
+            verify(data_digest(data, self.split_every))
+        else:
             result = run_em(
                 data, params, arrays["covariances"],
                 tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
                 split_every=self.split_every, lower_bound=result.lower_bound,
                 callbacks=callbacks, start_iter=result.n_iter, history=history,
+                check_digest=verify,
             )
         self._finish(result)
         return self
@@ -468,14 +533,26 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         k = self.n_components
         if self.weights_init is not None:
             weights = _checked_array(self.weights_init, (k,), "weights")
+            if not np.isfinite(weights).all():
+                raise ValueError("The parameter 'weights' contains NaN or infinity; weights_init "
+                                 "must be finite proportions in [0, 1] that sum to 1.")
+            # scikit-learn's sentences first, to the letter (its own tests match them; the
+            # range one prints the minimum as "max value" and the maximum as "min value"),
+            # then a clearer one.
             if np.any(weights < 0) or np.any(weights > 1):
                 raise ValueError(
                     "The parameter 'weights' should be in the range [0, 1], but got max "
-                    f"value {weights.max():.5f}, min value {weights.min():.5f}"
+                    f"value {weights.min():.5f}, min value {weights.max():.5f}. The weights "
+                    f"range from {weights.min():.6g} to {weights.max():.6g}; each must lie in "
+                    "[0, 1]."
                 )
-            if not np.allclose(np.abs(1.0 - weights.sum()), 0.0):
+            # scikit-learn's tolerance: 1e-6 for float32 weights, 1e-8 otherwise.
+            atol = 1e-6 if np.asarray(self.weights_init).dtype == np.float32 else 1e-8
+            if not np.allclose(np.abs(1.0 - weights.sum()), 0.0, atol=atol):
                 raise ValueError(
-                    f"The parameter 'weights' should be normalized, but got sum(weights) = {weights.sum():.5f}"
+                    "The parameter 'weights' should be normalized, but got sum(weights) = "
+                    f"{weights.sum():.5f}. The weights must sum to 1 (within {atol:g}): "
+                    "divide them by their sum."
                 )
         if self.means_init is not None:
             _checked_array(self.means_init, (k, n_features), "means")
@@ -550,11 +627,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     # ------------------------------------------------------------------
 
     def _map(self, X, kernel, kind: str):
-        """Apply a per-row kernel: eagerly on in-memory input, lazily chunk by chunk otherwise."""
+        """Apply a per-row kernel: eagerly on in-memory input, lazily chunk by chunk otherwise.
+
+        A dask DataFrame gives a dask Series (or, for ``proba``, a DataFrame)
+        with its partitions and index; other lazy input a dask array with its
+        row chunks.
+        """
         params = self._fitted_params()
         if not _is_out_of_core_input(X):
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
             return kernel(X, params)
+        _check_lazy_feature_names(self, X, reset=False)
+        if is_dask_dataframe(X):
+            return self._map_partitions(X, kernel, kind, params)
         data = as_dataset(X, self.chunk_size)
         self._check_n_features(data.n_features)
         params_token = self._params_token()
@@ -571,6 +656,25 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             checked_block, kernel, params_key, drop_axis=1,
             dtype=np.int64 if kind == "labels" else np.float64, name=name,
         )
+
+    def _map_partitions(self, X, kernel, kind: str, params: GMMParams):
+        """``_map`` for a dask DataFrame: partition by partition, keeping its index and partitions."""
+        import pandas as pd
+
+        from ._predict import frame_partition
+
+        n_features = len(X.columns) if hasattr(X, "columns") else 1
+        self._check_n_features(n_features)
+        if kind == "proba":
+            meta = pd.DataFrame({k: np.empty(0, dtype=np.float64) for k in range(self.n_components)},
+                                index=X._meta.index)
+        else:
+            meta = pd.Series(np.empty(0, dtype=np.int64 if kind == "labels" else np.float64),
+                             index=X._meta.index, name=kind)
+        params_token = self._params_token()
+        # The name depends on the parameters, the kernel and (through map_partitions) the input.
+        return X.map_partitions(frame_partition, kernel, params, kind, meta=meta,
+                                token=f"gmm-{kind}-{tokenize(params_token, kind)}")
 
     def _params_token(self) -> str:
         return tokenize(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
@@ -615,6 +719,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 return float(log_prob.sum()), X.shape[0]
             weights = as_sample_weight(sample_weight, (X.shape[0],)).compute()
             return float(log_prob @ weights), float(weights.sum())
+        _check_lazy_feature_names(self, X, reset=False)
         data = as_dataset(X, self.chunk_size).with_weights(sample_weight)
         self._check_n_features(data.n_features)
         (result,) = total_loglik(data, [params], self.split_every)

@@ -47,3 +47,37 @@ class NonFiniteError(FloatingPointError, ValueError):
     def __reduce__(self):
         # Keep the attributes through pickling (e.g. from a dask worker).
         return type(self), (self.args[0], self.iteration, self.components, self.model)
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint belongs to another job, so resuming from it is refused.
+
+    Raised before any work for parameters, shape, dtype, row chunking,
+    location or weighting that differ, and as soon as the first resumed pass
+    has read every chunk for a content digest that differs (before any
+    result is used or written). The message names what differs and how to
+    start afresh.
+
+    Attributes
+    ----------
+    path : str
+        The checkpoint.
+    differences : dict
+        What differs: name to ``(in the checkpoint, now)``.
+    """
+
+    def __init__(self, message: str, path: str = "", differences: dict | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.differences = dict(differences or {})
+
+    def __reduce__(self):
+        return type(self), (self.args[0], self.path, self.differences)
+
+
+class CheckpointParamsError(CheckpointMismatchError):
+    """The checkpoint was written by a fit with other estimator parameters (CLI exit 2)."""
+
+
+class CheckpointDataError(CheckpointMismatchError):
+    """The checkpoint was written by a fit of other data (CLI exit 3)."""

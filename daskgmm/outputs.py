@@ -4,16 +4,34 @@ Every file and folder daskgmm writes is written under a temporary name beside
 its destination and put in place only when complete (:func:`atomic_write_bytes`,
 :func:`atomic_directory`). Without ``overwrite``, an existing destination is
 refused twice: before any work (:func:`check_writable`, so that a job fails
-fast) and at the moment the output is put in place (a hard link, which fails
-if the name exists, or a rename that cannot replace a non-empty folder), so
-that an output which appeared meanwhile is never replaced.
+fast) and at the moment the output is put in place (a hard link or a
+no-replace rename, which fail if the name exists), so that an output which
+appeared meanwhile is never replaced: of two runs racing for one destination,
+exactly one wins.
+
+Every local path is made absolute on the client (:func:`absolute_path`)
+before anything is written: tasks run in the workers' working directories,
+which are not the client's. fsspec URLs are kept as they are.
+
+Temporary names say whose they are: ``.<name>.tmp-<host>-<pid>-<random>`` for
+an output being written, ``.<name>.old-<host>-<pid>-<random>`` for a previous
+output moved aside while its replacement is moved in. Before writing to a
+destination (and in :func:`check_writable`), daskgmm removes the temporaries of
+that destination left by dead processes of this host (:func:`remove_leftovers`),
+and repairs a replacement that a kill interrupted: a dead run's aside copy is
+moved back if nothing is at the destination (the new output never got there),
+and deleted otherwise (the new output is in place).
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import os
+import re
 import shutil
-import tempfile
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,8 +60,16 @@ def checksummed_compressors() -> tuple:
     return (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec())
 
 
-class OutputExistsError(FileExistsError):
+class OutputError(OSError):
+    """An output cannot be written where it was asked for (the command's exit code 5)."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
     """The destination exists and overwriting was not asked for."""
+
+
+class OutputNotWritableError(OutputError, PermissionError):
+    """The destination's folder does not exist as a folder, or files cannot be created in it."""
 
 
 def _exists(path: Path) -> OutputExistsError:
@@ -52,8 +78,167 @@ def _exists(path: Path) -> OutputExistsError:
     )
 
 
+def is_url(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an fsspec URL (``scheme://...``) rather than a local path.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    bool
+    """
+    return "://" in os.fspath(path)
+
+
+def absolute_path(path: str | os.PathLike) -> str:
+    """A local path made absolute against this process's working directory; a URL unchanged.
+
+    Dask tasks run in the workers' working directories, which are not the
+    client's: every local path is made absolute on the client, before a graph
+    that reads or writes it is built. ``~`` is expanded.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A local path, or an fsspec URL (anything with ``://``), kept as it is.
+
+    Returns
+    -------
+    str
+    """
+    text = os.fspath(path)
+    if is_url(text):
+        return text
+    return os.path.abspath(os.path.expanduser(text))
+
+
+# Temporary names beside a destination <name>: ".<name>.<kind>-<host>-<pid>-<8 hex digits>".
+_TEMPORARY = re.compile(r"(?P<kind>tmp|old|probe)-(?P<host>.+)-(?P<pid>[0-9]+)-[0-9a-f]{8}")
+
+
+def _host() -> str:
+    return socket.gethostname() or "localhost"
+
+
+def temporary_name(path: str | os.PathLike, kind: str = "tmp") -> Path:
+    """A new name beside ``path`` that says whose it is: ``.<name>.<kind>-<host>-<pid>-<random>``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The destination.
+    kind : {'tmp', 'old', 'probe'}
+        ``tmp``: an output being written; ``old``: a previous output moved
+        aside while its replacement is moved in; ``probe``: a writability test.
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(absolute_path(path))
+    return path.with_name(f".{path.name}.{kind}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _process_is_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, and belongs to someone else
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Remove what dead runs of this host left beside ``path``; repair an interrupted replacement.
+
+    The rule: a temporary (``tmp``, ``probe``) of a process of this host that
+    no longer exists is deleted. A previous output that such a process had
+    moved aside (``old``) is moved back to ``path`` if nothing is there (the
+    run was killed between moving the old output aside and moving its new one
+    in, so the new one is discarded), and deleted otherwise (the new output is
+    in place). Names of live processes, of other hosts, and names that do not
+    say their owner are left alone.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A local destination.
+
+    Returns
+    -------
+    list of Path
+        The names removed or moved back.
+    """
+    path = Path(absolute_path(path))
+    prefix = f".{path.name}."
+    try:
+        entries = sorted(os.listdir(path.parent))
+    except OSError:
+        return []
+    host, handled, asides = _host(), [], []
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry[len(prefix):]) if entry.startswith(prefix) else None
+        if match is None or match["host"] != host or _process_is_alive(int(match["pid"])):
+            continue
+        if match["kind"] == "old":
+            asides.append(path.parent / entry)
+        else:
+            _remove(path.parent / entry)
+            handled.append(path.parent / entry)
+    for old in asides:
+        if not os.path.lexists(path):
+            try:
+                _rename_without_replacing(old, path)
+                handled.append(old)
+                continue
+            except OSError:  # another run put something there meanwhile
+                pass
+        _remove(old)
+        handled.append(old)
+    return handled
+
+
+def _check_folder_writable(path: Path) -> None:
+    """Refuse, before any work, a destination whose folder cannot hold it."""
+    folder = path.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent  # the folders that do not exist yet are made when writing
+    if not folder.is_dir():
+        raise OutputNotWritableError(
+            f"Cannot write {str(path)!r}: {str(folder)!r} is not a folder."
+        )
+    probe = temporary_name(folder / path.name, "probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputNotWritableError(
+            f"Cannot write {str(path)!r}: cannot create files in {str(folder)!r} "
+            f"({exc.strerror or exc})."
+        ) from None
+
+
 def check_writable(path: str | os.PathLike, overwrite: bool) -> None:
-    """Refuse early, before any work, to replace an output without ``overwrite``.
+    """Refuse early, before any work, an output that could not be put in place.
+
+    Leftovers of dead runs beside ``path`` are handled first
+    (:func:`remove_leftovers`: an interrupted replacement is repaired, so an
+    output restored by it counts as existing). Then an existing output is
+    refused without ``overwrite``, and a destination whose folder is not a
+    folder, or is one in which files cannot be created, is refused. URLs are
+    not checked.
 
     Parameters
     ----------
@@ -66,9 +251,16 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> None:
     ------
     OutputExistsError
         ``path`` exists and ``overwrite`` is false.
+    OutputNotWritableError
+        The output could not be created there.
     """
+    if is_url(path):
+        return
+    path = Path(absolute_path(path))
+    remove_leftovers(path)
     if not overwrite and os.path.lexists(path):
-        raise _exists(Path(path))
+        raise _exists(path)
+    _check_folder_writable(path)
 
 
 def atomic_write_bytes(
@@ -77,7 +269,8 @@ def atomic_write_bytes(
     """Call ``write(file)`` on a temporary file beside ``path``, then put it in place.
 
     The file is flushed to disk before it is put in place, so a crash never
-    leaves a partial file at ``path`` and never damages the previous one.
+    leaves a partial file at ``path`` and never damages the previous one. A
+    relative ``path`` is taken relative to the current directory.
 
     Parameters
     ----------
@@ -93,37 +286,84 @@ def atomic_write_bytes(
     Returns
     -------
     Path
+        The absolute destination.
     """
-    path = Path(path)
+    path = Path(absolute_path(path))
     check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an output is as readable as any file
+    tmp = temporary_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _link_without_replacing(Path(tmp), path)
+        _put_file_in_place(tmp, path, overwrite)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     return path
 
 
-def _link_without_replacing(tmp: Path, path: Path) -> None:
-    """Give the file ``tmp`` the name ``path`` unless that name exists (then refuse)."""
+def _put_file_in_place(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Give the complete file ``tmp`` the name ``path``; without ``overwrite``, never replace one."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
     try:
         os.link(tmp, path)  # fails if path exists, whatever appeared there meanwhile
     except FileExistsError:
         raise _exists(path) from None
-    except OSError:  # a file system without hard links: check, then rename
-        check_writable(path, False)
-        os.replace(tmp, path)
+    except OSError:  # a file system without hard links
+        _rename_without_replacing(tmp, path)
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+@functools.cache
+def _renameat2() -> Callable | None:
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux, or a C library without it
+        return None
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    return renameat2
+
+
+def _renameat2_noreplace(src: Path, dst: Path) -> bool:
+    """Rename with Linux's ``renameat2(RENAME_NOREPLACE)``; False where the system lacks it."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # not supported by this kernel or file system
+    raise OSError(code, os.strerror(code), str(src), None, str(dst))
+
+
+def _rename_without_replacing(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` (a file or folder) to ``path`` unless ``path`` exists (then refuse).
+
+    Atomic where the system can rename without replacing (Linux); elsewhere
+    a rename, which cannot replace a non-empty folder, after a check.
+    """
+    try:
+        if _renameat2_noreplace(tmp, path):
+            return
+    except FileExistsError:
+        raise _exists(path) from None
+    if os.path.lexists(path):
+        raise _exists(path)
+    try:
+        os.rename(tmp, path)  # cannot replace a non-empty folder
+    except OSError:
+        if os.path.lexists(path):
+            raise _exists(path) from None
+        raise
 
 
 @contextmanager
@@ -133,13 +373,16 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool) -> Iterator[Path]
     The previous output at ``path`` is kept until the new one is complete: it
     is renamed aside, the new folder renamed into place, and only then
     deleted, so ``path`` never holds a partly written or partly deleted
-    output. Without ``overwrite``, an output that appeared at ``path`` while
-    the block ran is kept and :class:`OutputExistsError` is raised.
+    output; a kill between the two renames is repaired by the next run
+    (:func:`remove_leftovers`). Without ``overwrite``, an output that
+    appeared at ``path`` while the block ran is kept and
+    :class:`OutputExistsError` is raised. A relative ``path`` is taken
+    relative to the current directory, and the folder yielded is absolute.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The destination folder.
+        The destination folder (a local path).
     overwrite : bool
         Replace an existing output at ``path``; otherwise refuse, before the
         block runs and again when the new folder is put in place.
@@ -147,54 +390,64 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool) -> Iterator[Path]
     Yields
     ------
     Path
-        The temporary folder to write (it does not exist yet).
+        The temporary folder to write (it does not exist yet), an absolute path.
     """
-    path = Path(path)
+    if is_url(path):
+        raise ValueError(f"{os.fspath(path)!r} is a URL; daskgmm writes stores to local paths only.")
+    path = Path(absolute_path(path))
     check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = temporary_name(path)
     try:
         yield tmp
-        if overwrite:
-            _replace_directory(tmp, path)
-        else:
-            _rename_without_replacing(tmp, path)
+        _put_directory_in_place(tmp, path, overwrite)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if os.path.lexists(tmp):
+            _remove(tmp)
 
 
-def _rename_without_replacing(tmp: Path, path: Path) -> None:
-    """Rename the folder ``tmp`` to ``path`` unless ``path`` exists (then refuse)."""
-    check_writable(path, False)
+def _put_directory_in_place(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the complete folder ``tmp`` to ``path``; without ``overwrite``, never replace one."""
+    if overwrite:
+        _replace_directory(tmp, path)
+    else:
+        _rename_without_replacing(tmp, path)
+
+
+def _move_aside(path: Path) -> Path | None:
+    """Rename the output at ``path`` to an ``old`` name of this process; None if there is none."""
+    old = temporary_name(path, "old")
     try:
-        os.rename(tmp, path)  # cannot replace a file or a non-empty folder
-    except OSError:
-        if os.path.lexists(path):
-            raise _exists(path) from None
-        raise
+        os.rename(path, old)
+    except FileNotFoundError:
+        return None
+    return old
+
+
+def _move_in(tmp: Path, path: Path) -> None:
+    """Rename the complete folder ``tmp`` to ``path`` (which a replacement has just moved aside)."""
+    os.rename(tmp, path)  # replaces nothing but an empty folder another run just made
 
 
 def _replace_directory(tmp: Path, path: Path) -> None:
-    """Put the folder ``tmp`` in place of ``path``; delete the old output only afterwards."""
-    old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+    """Put the folder ``tmp`` in place of ``path``; delete the old output only afterwards.
+
+    A kill between the two renames leaves ``path`` empty, the old output
+    aside and ``tmp`` complete; a kill after them leaves the old output
+    aside. Both are repaired by the next run (:func:`remove_leftovers`).
+    """
+    old = _move_aside(path)
     try:
-        os.replace(path, old)
-        replacing = True
-    except FileNotFoundError:
-        replacing = False
-    try:
-        os.replace(tmp, path)
+        _move_in(tmp, path)
     except BaseException:
-        if replacing:
-            os.replace(old, path)  # put the previous output back
+        if old is not None:
+            try:
+                _rename_without_replacing(old, path)  # put the previous output back
+            except OSError:  # another run's output is in place: the old one is stale
+                _remove(old)
         raise
-    if not replacing:
-        return
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink(missing_ok=True)
+    if old is not None:
+        _remove(old)
 
 
 def _regular_rows(array: da.Array) -> da.Array:
@@ -233,6 +486,10 @@ def write_predictions(
     file, holding inner chunks of about ``X``'s chunk size. The dask arrays
     are then rechunked to whole shards first: two tasks writing parts of one
     shard would overwrite each other's rows without any error (dask/dask#12583).
+
+    A relative ``path`` is the client's: it is made absolute before the graph
+    is built, so that workers in other working directories write the chunks
+    into this store. Returns the absolute path of the store.
     """
     import dask
     import dask.array as da
@@ -266,4 +523,112 @@ def write_predictions(
                                               config=WRITE_EVERY_CHUNK))
         # One graph for all outputs, so each chunk of X is read once for all of them.
         dask.compute(da.store(list(outputs.values()), targets, lock=False, compute=False))
-    return Path(path)
+    return Path(absolute_path(path))
+
+
+def rewrite_with_checksums(
+    source: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    overwrite: bool = False,
+    allow_missing_chunks: bool = False,
+    **storage_options,
+) -> Path:
+    """Copy a Zarr array or group into a new store whose every chunk carries a CRC32C checksum.
+
+    Chunk by chunk (one task per stored chunk, never the whole array): every
+    array keeps its shape, dtype, chunks, shards, fill value, dimension names
+    and attributes, and groups keep theirs; the chunks are encoded with
+    :func:`checksummed_compressors` and every chunk is stored. The new store
+    is written beside ``path`` and put in place as :func:`atomic_directory`
+    does, so ``path`` may be ``source`` itself (with ``overwrite``).
+
+    A checksum added now guards against corruption from now on: a chunk that
+    was corrupted before, in a store without checksums, is copied as it
+    decodes. A chunk that fails to read fails the rewrite.
+
+    Parameters
+    ----------
+    source : str or os.PathLike
+        The Zarr array or group: a local path or an fsspec URL.
+    path : str or os.PathLike
+        The new store (a local path).
+    name : str, optional
+        Copy only this array of the group ``source`` (into a group at ``path``).
+    overwrite : bool, default=False
+        Replace an existing store at ``path``.
+    allow_missing_chunks : bool, default=False
+        Copy never-written chunks as the fill value (they are then stored)
+        instead of refusing the source.
+    **storage_options
+        fsspec options for a ``source`` URL.
+
+    Returns
+    -------
+    Path
+        The absolute path of the new store.
+
+    Raises
+    ------
+    MissingChunksError
+        A source array has chunks that were never written.
+    CorruptChunkError
+        A source chunk could not be read or decoded.
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is false.
+    """
+    import dask
+    import dask.array as da
+    import zarr
+
+    from ._data import MissingChunksError, ZarrRowReader, stored_chunk_indices
+
+    kwargs = {"storage_options": storage_options} if storage_options else {}
+    try:
+        node = zarr.open(store=absolute_path(source), mode="r", **kwargs)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No Zarr array or group at {os.fspath(source)!r}.") from None
+    if name is not None:
+        if not isinstance(node, zarr.Group) or not isinstance(node.get(name), zarr.Array):
+            raise KeyError(f"No array {name!r} in the Zarr group {os.fspath(source)!r}.")
+        members = [(name, node[name])]
+    elif isinstance(node, zarr.Array):
+        members = [("", node)]
+    else:
+        members = sorted(node.members(max_depth=None), key=lambda item: item[0])
+    if not allow_missing_chunks:
+        for _, array in members:
+            if isinstance(array, zarr.Array) and (missing := stored_chunk_indices(array)[1]):
+                raise MissingChunksError(
+                    f"The Zarr array {array.store_path} has {len(missing)} missing chunk(s) "
+                    f"(never written), first {missing[0]}: a copy would store the fill value "
+                    "as data. Pass --allow-missing-chunks (allow_missing_chunks=True) to do so."
+                )
+    with atomic_directory(path, overwrite) as tmp:
+        root = None if isinstance(node, zarr.Array) else zarr.open_group(str(tmp), mode="w")
+        if root is not None:
+            root.attrs.update(node.attrs.asdict())
+        sources, targets = [], []
+        for member, array in members:
+            if isinstance(array, zarr.Group):
+                root.create_group(member, attributes=array.attrs.asdict())
+                continue
+            shards = getattr(array, "shards", None)
+            spec = dict(shape=array.shape, dtype=array.dtype, chunks=array.chunks, shards=shards,
+                        fill_value=array.fill_value, attributes=array.attrs.asdict(),
+                        dimension_names=getattr(array.metadata, "dimension_names", None),
+                        compressors=checksummed_compressors(), config=WRITE_EVERY_CHUNK)
+            target = (zarr.create_array(str(tmp), **spec) if root is None
+                      else root.create_array(member, **spec))
+            if array.ndim == 0:
+                target[...] = ZarrRowReader(array)[...]
+                continue
+            # One task per stored chunk (a whole shard, if sharded: tasks writing parts
+            # of one shard would overwrite each other's rows).
+            sources.append(da.from_array(ZarrRowReader(array), chunks=shards or array.chunks,
+                                         asarray=True, fancy=False, lock=False))
+            targets.append(target)
+        if sources:
+            dask.compute(da.store(sources, targets, lock=False, compute=False))
+    return Path(absolute_path(path))

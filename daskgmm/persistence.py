@@ -26,7 +26,11 @@ saving. Files of earlier releases, which lack some parameters, load with the
 defaults for those.
 
 Model files and checkpoints are built by one function,
-:func:`model_file_contents`. Files are written to a temporary name in the
+:func:`model_file_contents`, and checked by one declared schema,
+:class:`ModelFile` (pydantic): the builder validates what it builds and every
+reader (:func:`read_model_file`, so :func:`load_model`, ``daskgmm info`` and
+resuming a checkpoint) validates what it reads, before use. A file that fails
+raises :class:`ModelFileError` naming each wrong field. Files are written to a temporary name in the
 destination folder, flushed, then put in place (:func:`daskgmm.outputs.atomic_write_bytes`),
 so a crash never leaves a partial file and never damages the previous good one.
 """
@@ -37,9 +41,19 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .outputs import atomic_write_bytes
 
@@ -157,56 +171,401 @@ def decode_params(params: Any, source: str = "the model file") -> dict[str, Any]
     ModelFileError
         A parameter this daskgmm does not know, or a value of the wrong kind.
     """
+    try:
+        return _decode_params(params)
+    except ValueError as exc:
+        raise ModelFileError(f"{source} has an invalid parameter table: {exc}") from None
+
+
+def _decode_params(params: Any) -> dict[str, Any]:
+    """:func:`decode_params` raising ``ValueError`` messages that name the field
+    (``params.<name>``), for the model file schema."""
     if not isinstance(params, dict):
-        raise ModelFileError(f"{source} has no parameter table (params is {type(params).__name__}).")
-    unknown = sorted(set(params) - set(_parameter_names()))
+        raise ValueError(f"params: not a table of parameters (got a {type(params).__name__}).")
+    names = _parameter_names()
+    unknown = sorted(set(params) - set(names))
     if unknown:
-        raise ModelFileError(f"{source} has parameters this daskgmm does not know: {unknown}. "
-                             "Was it written by a newer daskgmm? Upgrade daskgmm to load it.")
+        raise ValueError(f"params: parameters this daskgmm does not know: {unknown}. "
+                         "Was it written by a newer daskgmm? Upgrade daskgmm to load it.")
     decoded: dict[str, Any] = {}
     for name, value in params.items():
         if name in _ARRAY_PARAMS and value is not None:
-            decoded[name] = _decode_array(name, value, source)
+            decoded[name] = _decode_array(name, value)
         elif name == "random_state" and isinstance(value, dict):
-            decoded[name] = _decode_random_state(value, source)
+            decoded[name] = _decode_random_state(value)
+        elif isinstance(value, bool) and not _accepts_bool(name):
+            # sklearn's integer and real intervals accept True (a bool is an int).
+            raise ValueError(f"params.{name}: a boolean ({value}) where a number or a string "
+                             "is expected.")
+        elif isinstance(value, float) and not np.isfinite(value):
+            raise ValueError(f"params.{name}: not a finite number (got {value}).")
         elif value is None or isinstance(value, (bool, int, float, str)):
             decoded[name] = value
         else:
-            raise ModelFileError(f"{source} has an invalid {name}: {value!r}.")
+            raise ValueError(f"params.{name}: invalid value {value!r}.")
     return decoded
 
 
-def _decode_array(name: str, value: Any, source: str) -> np.ndarray:
-    """A recorded ``*_init`` array: nested lists of numbers, not ragged."""
+def _accepts_bool(name: str) -> bool:
+    """Whether ``GaussianMixture``'s declared constraints for ``name`` allow a boolean."""
+    from .estimator import GaussianMixture
+
+    constraints = GaussianMixture._parameter_constraints.get(name, [])
+    return any(c in ("boolean", "verbose") for c in constraints if isinstance(c, str))
+
+
+def _decode_array(name: str, value: Any) -> np.ndarray:
+    """A recorded ``*_init`` array: nested lists of finite numbers, not ragged."""
     try:
         array = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
         array = None
     if not isinstance(value, list) or array is None or array.ndim == 0:
-        raise ModelFileError(f"{source} has an invalid {name}: not an array of numbers.")
+        raise ValueError(f"params.{name}: not an array of numbers.")
+    if not np.isfinite(array).all():
+        raise ValueError(f"params.{name}: holds NaN or infinite values.")
     return array
 
 
-def _decode_random_state(value: dict, source: str) -> np.random.RandomState:
+def _decode_random_state(value: dict) -> np.random.RandomState:
     """A ``RandomState`` in the state recorded by :func:`_encode_random_state`."""
-    problem = f"{source} has an invalid random_state: "
+    problem = "params.random_state: "
     state = value.get("state")
     if value.get("bit_generator") != "MT19937" or not isinstance(state, dict):
-        raise ModelFileError(problem + "not the state of an MT19937 RandomState.")
+        raise ValueError(problem + "not the state of an MT19937 RandomState.")
     key, pos = state.get("key"), state.get("pos")
     if (not isinstance(key, list) or len(key) != _MT19937_WORDS
             or not all(type(w) is int and 0 <= w < 2**32 for w in key)):
-        raise ModelFileError(problem + f"the key is not {_MT19937_WORDS} unsigned 32-bit integers.")
+        raise ValueError(problem + f"the key is not {_MT19937_WORDS} unsigned 32-bit integers.")
     has_gauss: Any = value.get("has_gauss")
     gauss: Any = value.get("gauss")
     if (type(pos) is not int or not 0 <= pos <= _MT19937_WORDS or has_gauss not in (0, 1)
-            or type(has_gauss) is not int or type(gauss) not in (int, float)):
-        raise ModelFileError(problem + "pos, has_gauss or gauss is out of range.")
+            or type(has_gauss) is not int or type(gauss) not in (int, float)
+            or not np.isfinite(gauss)):
+        raise ValueError(problem + "pos, has_gauss or gauss is out of range.")
     random_state = np.random.RandomState()
     random_state.set_state({"bit_generator": "MT19937",
                             "state": {"key": np.array(key, dtype=np.uint32), "pos": pos},
                             "has_gauss": has_gauss, "gauss": float(gauss)})
     return random_state
+
+
+# ----------------------------------------------------------------------------
+# The schema of a model file: what the writer builds and the reader accepts
+# ----------------------------------------------------------------------------
+
+#: Weights must sum to 1 within this: scikit-learn's tolerance for ``weights_init`` in
+#: float32 (a model of ``max_iter=0`` keeps its ``weights_init``); fitted weights sum to 1
+#: within a few ulps.
+WEIGHTS_SUM_ATOL = 1e-6
+#: Covariances must agree with the precision factors within this: ``|L^T U - I|``
+#: (``L`` the Cholesky factor of the covariance, ``U`` the stored precision
+#: factor) for full and tied, ``|cov * U**2 - 1|`` for diag and spherical.
+#: A factor written by daskgmm is within about 1e-8 of it even for covariances
+#: with a condition number of 1e15.
+FACTOR_AGREEMENT_TOL = 1e-6
+
+NonNegativeInt = Annotated[int, Field(ge=0)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Section(BaseModel):
+    """A metadata section: JSON types exactly (``"false"`` is not a bool, ``1.0`` not an int)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class FittedSection(_Section):
+    """The fitted scalars: ``converged_``, ``n_iter_``, ``lower_bound_``, ``n_features_in_``."""
+
+    converged_: bool
+    n_iter_: NonNegativeInt
+    lower_bound_: float
+    n_features_in_: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _lower_bound_is_a_number(self) -> FittedSection:
+        # -inf is what a fit of max_iter=0 reports (as in scikit-learn); nothing else.
+        if np.isnan(self.lower_bound_) or self.lower_bound_ == np.inf or (
+                self.lower_bound_ == -np.inf and self.n_iter_ > 0):
+            raise ValueError(f"fitted.lower_bound_: {self.lower_bound_} after {self.n_iter_} "
+                             "iterations; a finite number is expected (-inf only before any).")
+        return self
+
+
+class CheckpointSection(_Section):
+    """A checkpoint's iteration state and what it belongs to (see
+    :class:`daskgmm.Checkpoint`). Keys this daskgmm does not know are kept, unused."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    n_iter: NonNegativeInt
+    lower_bound: float
+    converged: bool
+    written: FiniteFloat
+    finished: bool | None = None  # absent in checkpoints of earlier releases
+    data: dict[str, Any] | None = None  # the data's fingerprint
+
+
+class SelectionRow(_Section):
+    """One candidate of ``daskgmm select``'s table (other columns are kept, unused)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    n_components: Annotated[int, Field(ge=1)]
+    covariance_type: Literal["full", "tied", "diag", "spherical"]
+    log_likelihood: float
+    bic: float
+    aic: float
+    n_iter: NonNegativeInt
+    converged: bool
+
+
+class SelectionSection(_Section):
+    """How ``daskgmm select`` chose the model, and its table."""
+
+    criterion: Literal["bic", "aic"]
+    table: Annotated[list[SelectionRow], Field(min_length=1)]
+
+
+class ModelMetadata(_Section):
+    """The ``__metadata__`` JSON of a model file or checkpoint.
+
+    Sections this daskgmm does not know are kept and not used (``extra``);
+    an incompatible change raises ``format_version``. ``params`` is checked
+    against ``GaussianMixture``'s own parameter constraints, with JSON types
+    exactly (no boolean for a number, no NaN).
+    """
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    format: Literal["daskgmm-model"]
+    format_version: Annotated[int, Field(ge=1, le=FORMAT_VERSION)]
+    estimator: Literal["daskgmm.GaussianMixture"]
+    params: dict[str, Any]
+    fitted: FittedSection
+    versions: dict[str, str] = Field(default_factory=dict)  # informational
+    checkpoint: CheckpointSection | None = None
+    selection: SelectionSection | None = None
+    _decoded: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _valid_params(self) -> ModelMetadata:
+        from .estimator import GaussianMixture
+
+        decoded = _decode_params(self.params)
+        try:
+            GaussianMixture(**decoded)._validate_params()
+        except ValueError as exc:  # sklearn's InvalidParameterError names the parameter
+            raise ValueError(f"params: {exc}") from None
+        self._decoded = decoded
+        state = self.checkpoint
+        if state is not None:
+            fitted = self.fitted
+            for key, value, expected in (("n_iter", state.n_iter, fitted.n_iter_),
+                                         ("converged", state.converged, fitted.converged_),
+                                         ("lower_bound", state.lower_bound, fitted.lower_bound_)):
+                if value != expected:
+                    raise ValueError(f"checkpoint.{key}: {value!r} disagrees with the fitted "
+                                     f"section's {expected!r}.")
+        return self
+
+    @property
+    def decoded_params(self) -> dict[str, Any]:
+        """The constructor parameters as Python values (see :func:`decode_params`)."""
+        return dict(self._decoded)
+
+
+def _real_array(name: str, value: Any) -> np.ndarray:
+    """``value`` as a float64 array of finite numbers, or ``ValueError`` naming ``name``."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiu":
+        raise ValueError(f"{name}: holds {array.dtype} values, not real numbers.")
+    array = array.astype(np.float64, copy=False)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name}: {int(bad.sum())} value(s) are NaN or infinite, the first "
+                         f"at index {first} ({array[first]}).")
+    return array
+
+
+class ModelFile(BaseModel):
+    """A whole model file or checkpoint, metadata and arrays, checked together.
+
+    The one schema of the format: :func:`model_file_contents` (the writer of
+    model files and checkpoints) validates what it builds with it, and
+    :func:`read_model_file` (every reader: :func:`load_model`, ``daskgmm
+    info``, resuming from a checkpoint) validates what it reads. Besides the
+    metadata's types (:class:`ModelMetadata`), the arrays must be finite;
+    ``weights`` in [0, 1] summing to 1 within :data:`WEIGHTS_SUM_ATOL`; every
+    shape as ``n_components``, ``n_features_in_`` and ``covariance_type``
+    require; ``precisions_cholesky`` upper triangular (scikit-learn's
+    convention: ``U`` with ``U @ U.T`` the precision) with a positive
+    diagonal; and ``covariances`` symmetric and the inverse of the precisions
+    within :data:`FACTOR_AGREEMENT_TOL`.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    metadata: ModelMetadata
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+    lower_bounds: np.ndarray
+
+    @field_validator(*_ARRAYS, mode="before")
+    @classmethod
+    def _finite_float64(cls, value: Any, info: ValidationInfo) -> np.ndarray:
+        return _real_array(str(info.field_name), value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelFile:
+        from .estimator import GaussianMixture
+
+        model = GaussianMixture(**self.metadata.decoded_params)
+        k, ct, d = model.n_components, model.covariance_type, self.metadata.fitted.n_features_in_
+        cov_shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[ct]
+        for name, shape in (("weights", (k,)), ("means", (k, d)), ("covariances", cov_shape),
+                            ("precisions_cholesky", cov_shape)):
+            if getattr(self, name).shape != shape:
+                raise ValueError(
+                    f"{name}: shape {getattr(self, name).shape} disagrees with params.n_components"
+                    f"={k}, params.covariance_type={ct!r} and fitted.n_features_in_={d}, which "
+                    f"need {shape}.")
+        if self.lower_bounds.ndim != 1:
+            raise ValueError(f"lower_bounds: shape {self.lower_bounds.shape}; one value per "
+                             "iteration is expected.")
+        _check_weights(self.weights)
+        _check_factors(self.precisions_cholesky, ct)
+        _check_covariances(self.covariances, self.precisions_cholesky, ct)
+        return self
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays, as float64."""
+        return {name: getattr(self, name) for name in _ARRAYS}
+
+
+def _check_weights(weights: np.ndarray) -> None:
+    if weights.min() < 0 or weights.max() > 1:
+        raise ValueError(f"weights: outside [0, 1] (min {weights.min():.6g}, max "
+                         f"{weights.max():.6g}).")
+    total = float(weights.sum())
+    if abs(total - 1.0) > WEIGHTS_SUM_ATOL:
+        raise ValueError(f"weights: sum to {total!r}, not 1 (within {WEIGHTS_SUM_ATOL:g}).")
+
+
+def _component(ct: str, k: int) -> str:
+    return "the tied factor" if ct == "tied" else f"component {k}"
+
+
+def _check_factors(prec_chol: np.ndarray, ct: str) -> None:
+    """Upper triangular (scikit-learn's convention) with a positive diagonal."""
+    if ct in ("diag", "spherical"):
+        if (prec_chol <= 0).any():
+            k = int(np.argwhere(prec_chol <= 0)[0][0])
+            raise ValueError(f"precisions_cholesky: component {k} has a factor <= 0; the "
+                             "square roots of precisions are positive.")
+        return
+    factors = prec_chol.reshape(-1, *prec_chol.shape[-2:])
+    for k, u in enumerate(factors):
+        below = np.argwhere(np.tril(u, -1) != 0)
+        if below.size:
+            i, j = (int(v) for v in below[0])
+            raise ValueError(
+                f"precisions_cholesky: {_component(ct, k)} is not upper triangular (entry [{i}, "
+                f"{j}] is {float(u[i, j])!r}): daskgmm stores, as scikit-learn does, the upper "
+                "triangular U with U @ U.T the precision.")
+        diagonal = np.diagonal(u)
+        if (diagonal <= 0).any():
+            i = int(np.argmin(diagonal))
+            raise ValueError(f"precisions_cholesky: {_component(ct, k)} has a diagonal entry "
+                             f"<= 0 ([{i}, {i}] is {float(diagonal[i])!r}); a Cholesky factor's "
+                             "diagonal is positive.")
+
+
+def _check_covariances(covariances: np.ndarray, prec_chol: np.ndarray, ct: str) -> None:
+    """The covariances are the inverses of the precisions the factors give."""
+    tol = FACTOR_AGREEMENT_TOL
+    if ct in ("diag", "spherical"):
+        error = np.abs(covariances * prec_chol**2 - 1.0)
+        if not (error <= tol).all():
+            k = int(np.argwhere(~(error <= tol))[0][0])
+            raise ValueError(f"covariances: component {k} disagrees with precisions_cholesky "
+                             f"(covariance * factor**2 is off 1 by {error.max():.3g}, more "
+                             f"than {tol:g}).")
+        return
+    matrices = covariances.reshape(-1, *covariances.shape[-2:])
+    factors = prec_chol.reshape(matrices.shape)
+    identity = np.eye(matrices.shape[-1])
+    for k, (cov, u) in enumerate(zip(matrices, factors, strict=True)):
+        scale = np.sqrt(np.abs(np.diagonal(cov)))
+        asymmetry = np.abs(cov - cov.T) / np.maximum(np.outer(scale, scale), np.finfo(float).tiny)
+        if not (asymmetry <= tol).all():
+            raise ValueError(f"covariances: {_component(ct, k)} is not symmetric (relative "
+                             f"difference {asymmetry.max():.3g}).")
+        try:
+            chol = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"covariances: {_component(ct, k)} is not positive definite, so it "
+                             "is not the covariance of its precisions_cholesky factor.") from None
+        error = float(np.abs(chol.T @ u - identity).max())
+        if not error <= tol:
+            raise ValueError(f"covariances: {_component(ct, k)} disagrees with "
+                             f"precisions_cholesky (the product of their Cholesky factors is off "
+                             f"the identity by {error:.3g}, more than {tol:g}).")
+
+
+def _problems(error: ValidationError) -> str:
+    """The errors of a schema validation, each naming its field."""
+    problems = []
+    for item in error.errors(include_url=False):
+        loc = [str(part) for part in item["loc"]]
+        if loc[:1] == ["metadata"]:
+            loc = loc[1:]
+        if item["type"] == "value_error":  # ours: the message names its field
+            problems.append(str(item["ctx"]["error"]))
+            continue
+        got = item.get("input")
+        shown = "" if isinstance(got, (dict, list, np.ndarray)) else f" (got {got!r})"
+        problems.append(f"{'.'.join(loc) or 'metadata'}: {item['msg']}{shown}")
+    return "; ".join(problems)
+
+
+def validate_model_file(arrays: dict[str, Any], metadata: Any,
+                        source: str = "the model file") -> ModelFile:
+    """Check a model file's arrays and metadata against the schema (:class:`ModelFile`).
+
+    Parameters
+    ----------
+    arrays : dict of array-like
+        ``weights``, ``means``, ``covariances``, ``precisions_cholesky`` and
+        ``lower_bounds`` (others are ignored).
+    metadata : dict
+        The ``__metadata__`` JSON.
+    source : str
+        What they were read from, for error messages.
+
+    Returns
+    -------
+    ModelFile
+        The validated contents, arrays as float64.
+
+    Raises
+    ------
+    ModelFileError
+        Naming every field that is wrong and how.
+    """
+    missing = [name for name in _ARRAYS if name not in arrays]
+    if missing:
+        raise ModelFileError(f"{source} lacks the arrays {missing}.")
+    try:
+        return ModelFile.model_validate(
+            {"metadata": metadata, **{name: arrays[name] for name in _ARRAYS}})
+    except ValidationError as error:
+        raise ModelFileError(f"{source} is not a valid daskgmm model file: "
+                             f"{_problems(error)}") from None
 
 
 def model_file_contents(
@@ -242,6 +601,13 @@ def model_file_contents(
     -------
     arrays : dict of ndarray
     metadata : dict
+
+    Raises
+    ------
+    ModelFileError
+        The contents do not pass the schema that readers apply
+        (:class:`ModelFile`): a non-finite value, weights off the simplex, an
+        inconsistent shape, say. Nothing is written then.
     """
     metadata = {
         "format": FORMAT,
@@ -264,6 +630,8 @@ def model_file_contents(
         "precisions_cholesky": precisions_cholesky,
         "lower_bounds": np.asarray(lower_bounds, dtype=np.float64),
     }
+    # What a reader will see: the metadata after its JSON round trip.
+    validate_model_file(arrays, json.loads(json.dumps(metadata)), "the model to be written")
     return arrays, metadata
 
 
@@ -321,14 +689,32 @@ def write_model_file(path: str | os.PathLike, arrays: dict, metadata: dict, *,
 
 
 def read_model_file(path: str | os.PathLike) -> tuple[dict, dict]:
-    """Read and check a model file; never unpickles.
+    """Read a model file (or checkpoint) and check it against the schema; never unpickles.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    arrays : dict of ndarray
+        The schema's arrays as float64 (see :class:`ModelFile`), and any
+        others the file holds as they are.
+    metadata : dict
+        The ``__metadata__`` JSON.
 
     Raises
     ------
     FileNotFoundError
     ModelFileError
-        Not a daskgmm model file, corrupt, or a newer format version.
+        Not a daskgmm model file, corrupt, a newer format version, or
+        contents that fail the schema (the message names each field).
     """
+    contents, metadata, _ = _read_validated(path)
+    return contents, metadata
+
+
+def _read_validated(path: str | os.PathLike) -> tuple[dict, dict, ModelFile]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {str(path)!r}.")
@@ -343,21 +729,23 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict, dict]:
         metadata = json.loads(contents.pop("__metadata__").tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{str(path)!r} has corrupt metadata: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{str(path)!r} has corrupt metadata: a JSON "
+                             f"{type(metadata).__name__}, not an object.")
     if metadata.get("format") != FORMAT or metadata.get("estimator") != ESTIMATOR:
         raise ModelFileError(
             f"{str(path)!r} holds {metadata.get('estimator')!r} in format "
             f"{metadata.get('format')!r}, not a {ESTIMATOR} model."
         )
     version = metadata.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is not int or version > FORMAT_VERSION:
         raise ModelFileError(
             f"{str(path)!r} is model format version {version}; this daskgmm reads versions up to "
             f"{FORMAT_VERSION}. Upgrade daskgmm to load it."
         )
-    missing = [name for name in _ARRAYS if name not in contents]
-    if missing:
-        raise ModelFileError(f"{str(path)!r} lacks the arrays {missing}.")
-    return contents, metadata
+    validated = validate_model_file(contents, metadata, repr(str(path)))
+    contents.update(validated.arrays())
+    return contents, metadata, validated
 
 
 def save_model(model, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
@@ -409,46 +797,59 @@ def model_from_contents(arrays: dict, metadata: dict, source: str = "the model f
     Raises
     ------
     ModelFileError
-        The parameters are not valid ``GaussianMixture`` parameters.
+        The contents fail the schema (:func:`validate_model_file`).
     """
+    return _model_from(validate_model_file(arrays, metadata, source))
+
+
+def _model_from(contents: ModelFile):
+    """The fitted ``GaussianMixture`` that validated contents describe."""
     from ._kernels import precisions_from_cholesky
     from .estimator import GaussianMixture
 
-    model = GaussianMixture(**decode_params(metadata.get("params"), source))
-    try:
-        model._validate_params()
-    except ValueError as exc:
-        raise ModelFileError(f"{source} has invalid parameters: {exc}") from None
-    fitted = metadata["fitted"]
-    model.weights_ = arrays["weights"]
-    model.means_ = arrays["means"]
-    model.covariances_ = arrays["covariances"]
-    model.precisions_cholesky_ = arrays["precisions_cholesky"]
+    model = GaussianMixture(**contents.metadata.decoded_params)
+    fitted = contents.metadata.fitted
+    model.weights_ = contents.weights
+    model.means_ = contents.means
+    model.covariances_ = contents.covariances
+    model.precisions_cholesky_ = contents.precisions_cholesky
     model.precisions_ = precisions_from_cholesky(model.precisions_cholesky_, model.covariance_type)
-    model.converged_ = bool(fitted["converged_"])
-    model.n_iter_ = int(fitted["n_iter_"])
-    model.lower_bound_ = float(fitted["lower_bound_"])
-    model.lower_bounds_ = [float(v) for v in arrays["lower_bounds"]]
-    model.n_features_in_ = int(fitted["n_features_in_"])
+    model.converged_ = fitted.converged_
+    model.n_iter_ = fitted.n_iter_
+    model.lower_bound_ = fitted.lower_bound_
+    model.lower_bounds_ = [float(v) for v in contents.lower_bounds]
+    model.n_features_in_ = fitted.n_features_in_
     return model
 
 
 def load_model(path: str | os.PathLike):
     """Load a model saved by :func:`save_model`. Runs no code from the file (no pickle).
 
+    The file is checked against the schema first (:class:`ModelFile`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
     Returns
     -------
     GaussianMixture
+
+    Raises
+    ------
+    FileNotFoundError
+    ModelFileError
+        Not a valid daskgmm model file; the message names each field that is wrong.
     """
-    arrays, metadata = read_model_file(path)
-    return model_from_contents(arrays, metadata, repr(str(path)))
+    return _model_from(_read_validated(path)[2])
 
 
 def model_summary(path: str | os.PathLike) -> dict:
     """What a model file holds, as a JSON-able dict (for ``daskgmm info``)."""
     arrays, metadata = read_model_file(path)
     summary = {k: metadata[k] for k in ("format", "format_version", "estimator", "params",
-                                        "fitted", "versions")}
+                                        "fitted")}
+    summary["versions"] = metadata.get("versions", {})
     if isinstance(summary["params"].get("random_state"), dict):  # not 624 words of state
         summary["params"] = {**summary["params"], "random_state": "RandomState (MT19937 state)"}
     summary["arrays"] = {name: list(a.shape) for name, a in arrays.items()}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .outputs import WRITE_EVERY_CHUNK, atomic_directory, checksummed_compressors
+from .outputs import WRITE_EVERY_CHUNK, absolute_path, atomic_directory, checksummed_compressors
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ def make_mixture_zarr(
     Parameters
     ----------
     path : str or os.PathLike
-        Local folder of the new Zarr group.
+        Local folder of the new Zarr group; a relative path is taken relative
+        to the current directory.
     n_samples, n_features, n_components : int
     separation : float
         Scale of the random means relative to unit-scale covariances.
@@ -91,6 +92,7 @@ def make_mixture_zarr(
     Returns
     -------
     Path
+        The absolute path of the store.
     """
     if min(n_samples, n_features, n_components, chunk_rows) < 1:
         raise ValueError("n_samples, n_features, n_components and chunk_rows must be positive.")
@@ -114,4 +116,4 @@ def make_mixture_zarr(
             rows, lab = draw_rows(spec, stop - start, np.random.default_rng([seed, i]))
             X[start:stop] = (rows + offset).astype(dtype)
             labels[start:stop] = lab
-    return Path(path)
+    return Path(absolute_path(path))

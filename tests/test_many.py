@@ -28,10 +28,26 @@ def _alone(model: GaussianMixture, X) -> GaussianMixture:
 def _assert_same_fit(together, alone):
     assert together.n_iter_ == alone.n_iter_
     assert together.converged_ == alone.converged_
+    # Bitwise: models fitted together end exactly where they would alone.
     for attr in FITTED:
-        np.testing.assert_allclose(getattr(together, attr), getattr(alone, attr), rtol=1e-9,
-                                   atol=1e-9, err_msg=attr)
-    np.testing.assert_allclose(together.lower_bounds_, alone.lower_bounds_, rtol=1e-12)
+        np.testing.assert_array_equal(getattr(together, attr), getattr(alone, attr), err_msg=attr)
+    np.testing.assert_array_equal(together.lower_bounds_, alone.lower_bounds_)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_the_first_of_n_init_candidates_ends_bitwise_where_it_would_alone(covariance_type):
+    """scikit-learn's test_init: n_init=10 never ends below n_init=1 for one seed."""
+    X = mixture_data(n_per_component=200, seed=4)
+    common = dict(covariance_type=covariance_type, random_state=7, max_iter=1, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = GaussianMixture(3, n_init=1, **common).fit(X)
+        ten = GaussianMixture(3, n_init=10, **common).fit(X)
+        first = fit_many([GaussianMixture(3, n_init=1, **common),
+                          GaussianMixture(2, n_init=1, **common)], X)[0]
+    assert ten.lower_bound_ >= one.lower_bound_
+    assert first.lower_bound_ == one.lower_bound_
+    np.testing.assert_array_equal(first.means_, one.means_)
 
 
 def test_estep_stats_many_equals_each_model_alone(X_offset):
@@ -68,6 +84,10 @@ def test_a_sweep_fitted_together_equals_each_model_fitted_alone(monkeypatch):
     original = _em.run_pass
     monkeypatch.setattr(_em, "run_pass", lambda data, fn, models_, **kw: (
         passes.append(len(models_)), original(data, fn, models_, **kw))[1])
+    # The first pass also takes the data's content digest (for checkpoints).
+    original_with_digest = _em.run_pass_with_digest
+    monkeypatch.setattr(_em, "run_pass_with_digest", lambda data, fn, models_, **kw: (
+        passes.append(len(models_)), original_with_digest(data, fn, models_, **kw))[1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         together = fit_many(models, X)
@@ -88,7 +108,7 @@ def test_fit_many_streams_dask_input_on_a_cluster(dask_client):
               for k in (2, 3)]
     fit_many(models, Xd)
     for model in models:
-        _assert_same_fit(model, _alone(model, X))
+        _assert_same_fit(model, _alone(model, Xd))  # same chunks, so the same sums
 
 
 def test_n_init_candidates_share_passes_and_the_best_is_kept(monkeypatch):
@@ -97,6 +117,9 @@ def test_n_init_candidates_share_passes_and_the_best_is_kept(monkeypatch):
     original = _em.run_pass
     monkeypatch.setattr(_em, "run_pass", lambda data, fn, models_, **kw: (
         passes.append(len(models_)), original(data, fn, models_, **kw))[1])
+    original_with_digest = _em.run_pass_with_digest  # the first pass, which takes the digest
+    monkeypatch.setattr(_em, "run_pass_with_digest", lambda data, fn, models_, **kw: (
+        passes.append(len(models_)), original_with_digest(data, fn, models_, **kw))[1])
     model = GaussianMixture(3, init_params="random", random_state=0, n_init=4, max_iter=50).fit(X)
     assert passes[0] == 4 and len(passes) <= 50
     # The four candidates are the fits from four successive initialisations.

@@ -164,3 +164,22 @@ def test_error_survives_pickling():
     err = NonFiniteError("message", iteration=3, components=(1, 4), model=2)
     copy = pickle.loads(pickle.dumps(err))
     assert (str(copy), copy.iteration, copy.components, copy.model) == ("message", 3, (1, 4), 2)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_predictions_on_overflowing_rows_raise_instead_of_nan(lazy):
+    """Finite rows whose squared distances overflow: no NaN probabilities, no
+    silent label 0, no NaN log-likelihood."""
+    import dask.array as da
+
+    rng = np.random.default_rng(0)
+    model = GaussianMixture(2, random_state=0).fit(rng.normal(size=(200, 2)))
+    X = rng.normal(size=(40, 2))
+    X[25] = [1e200, -1e200]
+    X_in = da.from_array(X, chunks=(20, -1)) if lazy else X
+    for method in ("predict", "predict_proba"):
+        with pytest.raises(NonFiniteError, match="row 25"):
+            np.asarray(getattr(model, method)(X_in))
+    scores = np.asarray(model.score_samples(X_in))
+    assert not np.isnan(scores).any()
+    assert scores[25] == -np.inf and np.isfinite(np.delete(scores, 25)).all()
