@@ -28,6 +28,7 @@ the data sit from the origin.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -445,21 +446,40 @@ def weighted_log_prob_whitened(X: np.ndarray, params: GMMParams) -> np.ndarray:
     return out
 
 
-def _max_abs_rows(y: np.ndarray) -> np.ndarray:
-    """``max |y|`` of each feature of a (D, rows) block, without a temporary."""
-    return np.maximum(y.max(axis=1), -y.min(axis=1))
+def _max_abs_y(phi: np.ndarray, form: LinearForm, n_features: int) -> np.ndarray:
+    """``max |y|`` over the rows of a block, feature by feature, from its features
+    ``phi`` (F, rows): the largest square where the features hold the squares
+    (one read of D rows), else the largest and smallest ``y``."""
+    if form.covariance_type == "tied":
+        y = phi[-n_features:]
+        return np.maximum(y.max(axis=1), -y.min(axis=1))
+    if form.covariance_type == "full":
+        squares = phi[_square_rows(n_features)]
+    else:
+        squares = phi[:n_features]
+    return np.sqrt(squares.max(axis=1))
 
 
-def _whiten_where_inexact(block: np.ndarray, y: np.ndarray, models: Sequence[GMMParams],
+@functools.cache
+def _square_rows(n_features: int) -> np.ndarray:
+    """Rows of the ``full`` features that hold ``y_i**2`` (see :func:`_fill_features`)."""
+    return np.concatenate([[0], np.cumsum(np.arange(n_features, 1, -1))]).astype(np.intp)
+
+
+def _whiten_where_inexact(block: np.ndarray, phi: np.ndarray, models: Sequence[GMMParams],
                           forms: Sequence[LinearForm], offsets: Sequence[int],
                           log_prob: np.ndarray) -> None:
     """Recompute, by the whitened path, every row of ``log_prob`` (stacked
     components x rows of ``block``) whose expansion error bound exceeds
-    ``LOG_DENSITY_TOLERANCE`` for this block; ``y`` is ``block - centre`` (D, rows)."""
-    max_abs_y = _max_abs_rows(y)
+    ``LOG_DENSITY_TOLERANCE`` for this block; ``phi`` are the block's features."""
+    max_abs_y = _max_abs_y(phi, forms[0], block.shape[1])
     for m, form in enumerate(forms):
-        inexact = np.flatnonzero(form.error_bounds(max_abs_y) > LOG_DENSITY_TOLERANCE)
-        for k in np.setdiff1d(inexact, form.exact, assume_unique=True):
+        # Not "> tolerance": a NaN bound (an overflowing row) must be whitened too.
+        inexact = ~(form.error_bounds(max_abs_y) <= LOG_DENSITY_TOLERANCE)
+        if not inexact.any():
+            continue
+        inexact[form.exact] = False  # already computed exactly
+        for k in np.flatnonzero(inexact):
             log_prob[offsets[m] + k] = _component_log_prob_exact(block, models[m], k)
 
 
@@ -496,7 +516,7 @@ def estimate_weighted_log_prob(X: np.ndarray, params: GMMParams) -> np.ndarray:
         _fill_features(block, form, phi)
         block_log_prob = np.matmul(form.coef, phi, out=log_prob[:, : block.shape[0]])
         block_log_prob += form.base[:, np.newaxis]
-        _whiten_where_inexact(block, phi[-X.shape[1]:], [params], [form], [0], block_log_prob)
+        _whiten_where_inexact(block, phi, [params], [form], [0], block_log_prob)
         out[start : start + block.shape[0]] = block_log_prob.T
     for k in form.exact:
         out[:, k] = _component_log_prob_exact(X, params, k)
@@ -758,7 +778,7 @@ def _estep_stats_fused(
         resp += base[:, np.newaxis]
         for row, m, k in exact:
             resp[row] = _component_log_prob_exact(block, models[m], k)
-        _whiten_where_inexact(block, phi[-n_features:], models, forms, bounds, resp)
+        _whiten_where_inexact(block, phi, models, forms, bounds, resp)
         weights = None if sample_weight is None else sample_weight[start : start + step]
         for m in range(len(forms)):
             row_loglik = _normalise_columns(resp[bounds[m] : bounds[m + 1]])
