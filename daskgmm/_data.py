@@ -795,7 +795,9 @@ def as_sample_weight(sample_weight: Any, row_chunks: tuple[int, ...]) -> da.Arra
     A numpy array (or list) is checked at once and cut into the data's row
     chunks; a dask or Zarr array must already have the data's row chunks
     (each chunk task then reads its weights beside its rows) and is checked
-    chunk by chunk as the passes read it (:func:`check_weight_block`).
+    chunk by chunk as the passes read it (:func:`check_weight_block`). A dask
+    Series and a dask-backed xarray DataArray are read as dask arrays (their
+    partitions or chunks must be X's row chunks), never gathered.
 
     Raises
     ------
@@ -803,9 +805,21 @@ def as_sample_weight(sample_weight: Any, row_chunks: tuple[int, ...]) -> da.Arra
         Wrong shape, misaligned chunks, or (for numpy input) negative, NaN
         or infinite weights, or all weights zero.
     TypeError
-        Weights that are not numbers.
+        Weights that are not numbers, or another lazy object.
     """
+    import dask
+
     n_samples = int(sum(row_chunks))
+    if is_dask_dataframe(sample_weight):
+        sample_weight = sample_weight.to_dask_array(lengths=True)
+    elif _is_xarray(sample_weight) and isinstance(getattr(sample_weight, "data", None), da.Array):
+        sample_weight = sample_weight.data
+    elif dask.is_dask_collection(sample_weight) and not isinstance(sample_weight, da.Array):
+        raise TypeError(
+            f"sample_weight is a {_type_name(sample_weight)}, a dask collection daskgmm cannot "
+            "read chunk by chunk; give a dask array or Series with X's row chunks. It is never "
+            "gathered into the client."
+        )
     if isinstance(sample_weight, (str, os.PathLike)):
         sample_weight = open_zarr_array(sample_weight)
     if isinstance(sample_weight, zarr.Array):

@@ -68,3 +68,39 @@ def checked_block(block: np.ndarray, kernel: BlockKernel, params: GMMParams,
     if not np.isfinite(block).all():
         check_finite_block(block, start)
     return kernel(block, params, start)
+
+
+def frame_partition(partition: Any, kernel: BlockKernel, params: GMMParams, kind: str,
+                    partition_info: Any = None) -> Any:
+    """Run ``kernel`` on one pandas partition of a dask DataFrame (or Series).
+
+    Returns a pandas Series named ``kind`` (``labels``, ``score-samples``), or
+    for ``proba`` a DataFrame with one column per component, on the
+    partition's index. Errors (NaN or infinite rows, rows whose result is
+    undefined) name the partition; their row numbers count from its first row.
+    """
+    import pandas as pd
+
+    values = partition.to_numpy()
+    if values.ndim == 1:
+        values = values.reshape(-1, 1)
+    if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)
+            or np.issubdtype(values.dtype, np.bool_)):
+        raise ValueError(f"A partition of X has dtype {values.dtype}; daskgmm needs real numbers "
+                         "(float, integer or boolean columns).")
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float64)
+    try:
+        out = checked_block(values, kernel, params)
+    except ValueError as exc:  # NonFiniteError too
+        number = partition_info.get("number") if isinstance(partition_info, dict) else None
+        message = (f"In partition {number if number is not None else '?'} of the dask DataFrame "
+                   f"(rows counted from the partition's first row): {exc}")
+        try:
+            error = type(exc)(message)
+        except TypeError:
+            error = ValueError(message)
+        raise error from exc
+    if kind == "proba":
+        return pd.DataFrame(out, index=partition.index, columns=range(out.shape[1]))
+    return pd.Series(out, index=partition.index, name=kind)

@@ -5,11 +5,13 @@ Exit codes
 0  success
 1  unexpected error (a bug: please report it)
 2  usage or config error (bad option, invalid or unknown config key, a --set value that is
-   not YAML; a scheduler that cannot be reached in time or refuses the connection)
+   not YAML; a scheduler that cannot be reached in time or refuses the connection;
+   --resume of a checkpoint written with other parameters)
 3  data error (missing or unreadable data, wrong shape or dtype, NaN/inf, missing chunks;
-   a log-likelihood that overflows under the model)
+   a log-likelihood that overflows under the model; --resume of a checkpoint of other data)
 4  fit failure (degenerate component; statistics that overflow; not converged with
-   --fail-on-no-convergence)
+   --fail-on-no-convergence; workers that could not run a pass: WorkerLostError,
+   NoWorkersError)
 5  output error (the output exists and overwriting was not asked for, or cannot be written
    there; a model file or checkpoint that is unreadable or fails the model file schema)
 """

@@ -672,8 +672,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             meta = pd.Series(np.empty(0, dtype=np.int64 if kind == "labels" else np.float64),
                              index=X._meta.index, name=kind)
         params_token = self._params_token()
+        # One graph key for the parameters, which every partition's task depends on.
+        params_key = delayed(params, pure=True, name=f"gmm-params-{params_token}")
         # The name depends on the parameters, the kernel and (through map_partitions) the input.
-        return X.map_partitions(frame_partition, kernel, params, kind, meta=meta,
+        return X.map_partitions(frame_partition, kernel, params_key, kind, meta=meta,
                                 token=f"gmm-{kind}-{tokenize(params_token, kind)}")
 
     def _params_token(self) -> str:

@@ -116,8 +116,8 @@ status=0
 daskgmm fit "$config" "${resume[@]}" --overwrite --log-format json || status=$?
 if [ "$status" -ne 0 ]; then
     if [ "${#resume[@]}" -gt 0 ] && { [ "$status" -eq 2 ] || [ "$status" -eq 3 ]; }; then
-        echo "the checkpoint $checkpoint belongs to another job (above: what differs);" \
-             "remove it to start afresh"
+        echo "if the error above says that the checkpoint belongs to another job, remove" \
+             "$checkpoint to start afresh"
     fi
     exit "$status"
 fi

@@ -111,6 +111,20 @@ def test_outputs_for_a_dask_dataframe_are_dask_series_and_frames_with_its_partit
     np.testing.assert_allclose(loglik.to_numpy(), reference.score_samples(values), rtol=1e-12)
 
 
+def test_sample_weights_as_a_dask_series_are_read_chunk_by_chunk(values, no_gathering):
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, size=values.shape[0])
+    X = dd.from_pandas(pd.DataFrame(values, columns=COLUMNS), npartitions=4)
+    w = dd.from_pandas(pd.Series(weights), npartitions=4)
+    model = GaussianMixture(3, random_state=0).fit(X, sample_weight=w)
+    reference = GaussianMixture(3, random_state=0).fit(
+        da.from_array(values, chunks=(ROWS, -1)), sample_weight=da.from_array(weights, chunks=ROWS))
+    np.testing.assert_array_equal(model.means_, reference.means_)
+    assert model.score(X, sample_weight=w) == pytest.approx(
+        reference.score(values, sample_weight=weights), rel=1e-12)
+    with pytest.raises(TypeError, match="sample_weight is a .*dask collection"):
+        model.fit(X, sample_weight=dask.delayed(weights))
+
+
 def test_outputs_for_a_dask_backed_xarray_are_dask_arrays_with_its_row_chunks(
         values, reference, no_gathering):
     X = _containers(values)["xarray-dask"]

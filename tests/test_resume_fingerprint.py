@@ -143,7 +143,8 @@ def test_cron_refuses_to_resume_a_killed_fit_whose_input_was_replaced(tmp_path, 
     log = _log_text(tmp_path)
     assert "unfinished fit" in log and "resuming it" in log
     assert str(tmp_path / "data.zarr" / "X") in log and "other contents" in log
-    assert "remove it to start afresh" in log and "FAILED" in log and "exit 3" in log
+    assert "belongs to another job" in log and f"remove {tmp_path / 'ckpt.npz'} to start afresh" in log
+    assert "FAILED" in log and "exit 3" in log
     assert "failed (exit 3)" in result.stderr  # the one line cron mails
     assert not (tmp_path / "model.npz").exists()
 
