@@ -614,6 +614,7 @@ def as_dataset(
         if any(np.isnan(c).any() for c in X.chunks):
             raise ValueError("The dask array has unknown chunk sizes; call X.compute_chunk_sizes() first.")
         _check_dtype(X.dtype, "the dask array")
+        _refuse_relative_zarr_sources(X)
         return Dataset(_rows_only(_as_float(X)), in_memory=False, location=dask_array_location(X))
     array = np.asarray(X)
     _check_shape(array.shape, "the array")
@@ -644,15 +645,10 @@ def zarr_location(array: zarr.Array) -> str:
     return str(array.store_path)
 
 
-def dask_array_location(array: da.Array) -> str | None:
-    """The Zarr arrays a dask array reads, from its graph's source layers, or None.
-
-    ``dask.array.from_array`` (and so ``from_zarr`` and daskgmm's own Zarr
-    reader) keeps the source object in a one-key layer named
-    ``original-<name>``; those layers survive rechunking and dtype
-    conversion. Several sources are joined by ``" + "`` in the order found.
-    """
-    found: list[str] = []
+def _zarr_sources(array: da.Array) -> list[zarr.Array]:
+    """The Zarr arrays in a dask array's ``original-*`` source layers (see
+    :func:`dask_array_location`)."""
+    sources = []
     for layer_name, layer in array.dask.layers.items():
         if not str(layer_name).startswith("original-"):
             continue
@@ -662,9 +658,43 @@ def dask_array_location(array: da.Array) -> str | None:
         (source,) = mapping.values()
         source = getattr(source, "array", source)  # ZarrRowReader
         if isinstance(source, zarr.Array):
-            location = zarr_location(source)
-            if location not in found:
-                found.append(location)
+            sources.append(source)
+    return sources
+
+
+def _refuse_relative_zarr_sources(array: da.Array) -> None:
+    """Refuse a dask array that reads a Zarr store by a relative path.
+
+    Its tasks resolve the path in each worker's working directory, which is
+    not the client's on a cluster: the fit would silently read whatever data
+    sit at that path there. daskgmm's own readers make paths absolute; a graph
+    the user built (``da.from_zarr("data.zarr")``) cannot be rewritten safely.
+    """
+    from zarr.storage import LocalStore
+
+    for source in _zarr_sources(array):
+        store = source.store_path.store
+        if isinstance(store, LocalStore) and not os.path.isabs(str(store.root)):
+            raise ValueError(
+                f"The dask array reads the Zarr store at the relative path {str(store.root)!r}: "
+                "dask workers resolve it in their own working directory, which need not be "
+                "this process's. Open it by an absolute path (da.from_zarr(os.path.abspath"
+                "(path))) or pass the path or zarr.Array to daskgmm, which resolves it here.")
+
+
+def dask_array_location(array: da.Array) -> str | None:
+    """The Zarr arrays a dask array reads, from its graph's source layers, or None.
+
+    ``dask.array.from_array`` (and so ``from_zarr`` and daskgmm's own Zarr
+    reader) keeps the source object in a one-key layer named
+    ``original-<name>``; those layers survive rechunking and dtype
+    conversion. Several sources are joined by ``" + "`` in the order found.
+    """
+    found: list[str] = []
+    for source in _zarr_sources(array):
+        location = zarr_location(source)
+        if location not in found:
+            found.append(location)
     return " + ".join(found) if found else None
 
 

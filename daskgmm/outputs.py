@@ -491,9 +491,10 @@ def write_predictions(
     is built, so that workers in other working directories write the chunks
     into this store. Returns the absolute path of the store.
     """
-    import dask
     import dask.array as da
     import zarr
+
+    from ._passes import compute_pass
 
     outputs = {"labels": model.predict(X)}
     if probabilities:
@@ -522,7 +523,8 @@ def write_predictions(
                                               compressors=checksummed_compressors(),
                                               config=WRITE_EVERY_CHUNK))
         # One graph for all outputs, so each chunk of X is read once for all of them.
-        dask.compute(da.store(list(outputs.values()), targets, lock=False, compute=False))
+        compute_pass(da.store(list(outputs.values()), targets, lock=False, compute=False),
+                     "gmm-predict-store")
     return Path(absolute_path(path))
 
 
@@ -578,11 +580,11 @@ def rewrite_with_checksums(
     OutputExistsError
         ``path`` exists and ``overwrite`` is false.
     """
-    import dask
     import dask.array as da
     import zarr
 
     from ._data import MissingChunksError, ZarrRowReader, stored_chunk_indices
+    from ._passes import compute_pass
 
     kwargs = {"storage_options": storage_options} if storage_options else {}
     try:
@@ -630,5 +632,5 @@ def rewrite_with_checksums(
                                          asarray=True, fancy=False, lock=False))
             targets.append(target)
         if sources:
-            dask.compute(da.store(sources, targets, lock=False, compute=False))
+            compute_pass(da.store(sources, targets, lock=False, compute=False), "gmm-rewrite")
     return Path(absolute_path(path))

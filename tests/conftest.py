@@ -25,11 +25,21 @@ def X_offset() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def dask_client():
-    """A LocalCluster of two single-threaded worker processes."""
-    from distributed import Client, LocalCluster
+def _two_worker_cluster():
+    """A LocalCluster of two single-threaded worker processes, started once."""
+    from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None, memory_limit="1GiB") as cluster:
-        with Client(cluster) as client:
-            yield client
+        yield cluster
+
+
+@pytest.fixture()
+def dask_client(_two_worker_cluster):
+    """A client of the shared two-worker cluster, for this test only: once it closes,
+    later tests run on dask's local scheduler again (a session-wide default client
+    would silently move their tasks, and anything they count, into the workers)."""
+    from distributed import Client
+
+    with Client(_two_worker_cluster) as client:
+        yield client

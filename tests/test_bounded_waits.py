@@ -101,6 +101,15 @@ def test_a_fit_on_workers_whose_memory_is_full_fails_naming_the_pass_and_the_mem
         def fill_the_workers_memory(info):
             if info.n_iter == 2:
                 client.run(_ballast, 400 * 2**20)
+                # The workers pause at their memory monitor's next tick: wait for that
+                # state (not for a time), so the next pass surely finds them paused.
+                for _ in range(6000):
+                    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+                    if workers and all(w.get("status") == "paused" for w in workers):
+                        break
+                    threading.Event().wait(0.05)
+                else:
+                    pytest.fail("the workers never paused")
 
         with dask.config.set({"daskgmm.no-workers-timeout": "1s"}):
             with pytest.raises(NoWorkersError) as error:

@@ -19,6 +19,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,14 +32,18 @@ from daskgmm.synthetic import make_mixture_zarr
 
 from .conftest import COVARIANCE_TYPES
 
-CONNECT_TIMEOUT = "2s"  # set for every command here: a failed connection ends by it
+# Set for every command here: a failed connection ends by it. Generous, so that a
+# TLS handshake on a busy machine is never cut short; the dead-port test sets a
+# short one of its own.
+CONNECT_TIMEOUT = "20s"
 
 
 def daskgmm_command(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m daskgmm.cli ARGS`` as a user would, with a short connect timeout."""
+    """Run ``python -m daskgmm.cli ARGS`` as a user would, with a bounded connect timeout
+    (and a bound on the whole command, so that a hang fails this test instead of the run)."""
     environment = {**os.environ, "DASK_DASKGMM__CONNECT_TIMEOUT": CONNECT_TIMEOUT, **(env or {})}
     return subprocess.run([sys.executable, "-m", "daskgmm.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=environment)
+                          capture_output=True, text=True, cwd=cwd, env=environment, timeout=900)
 
 
 def expect(process: subprocess.CompletedProcess, code: int, *words: str) -> None:
@@ -81,11 +86,12 @@ def free_port() -> int:
 def test_a_dead_scheduler_port_is_exit_2_naming_the_address(store, tmp_path):
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     job = write_job(tmp_path, store, cluster={"kind": "address", "address": address})
-    fit = daskgmm_command("fit", job, cwd=tmp_path)
-    # Ends by the connect timeout set above (DASK_DASKGMM__CONNECT_TIMEOUT), not 30 s.
-    expect(fit, 2, address, f"no answer within {CONNECT_TIMEOUT}", "daskgmm.connect-timeout")
+    short = {"DASK_DASKGMM__CONNECT_TIMEOUT": "2s"}
+    fit = daskgmm_command("fit", job, cwd=tmp_path, env=short)
+    # Ends by the connect timeout it is given (DASK_DASKGMM__CONNECT_TIMEOUT), not 30 s.
+    expect(fit, 2, address, "no answer within 2s", "daskgmm.connect-timeout")
     assert not (tmp_path / "model.npz").exists()
-    score = daskgmm_command("score", job, cwd=tmp_path)
+    score = daskgmm_command("score", job, cwd=tmp_path, env=short)
     expect(score, 2, address)
 
 
@@ -127,6 +133,8 @@ def tls_scheduler(tmp_path_factory) -> Iterator[tuple[str, dict, dict]]:
             if "Scheduler at:" in line:
                 break
         assert scheduler.poll() is None, "the TLS scheduler did not start"
+        # Keep reading its log, so that a full pipe never blocks the scheduler.
+        threading.Thread(target=scheduler.stderr.read, daemon=True).start()
         yield f"tls://127.0.0.1:{port}", good, other
     finally:
         scheduler.terminate()

@@ -83,12 +83,16 @@ def reference_weighted_log_prob(X: np.ndarray, params: GMMParams) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     n_samples, n_features = X.shape
     out = np.empty((n_samples, params.n_components))
+    prec_chol = params.precisions_cholesky
     for k in range(params.n_components):
-        u = {"full": lambda: params.precisions_cholesky[k],
-             "tied": lambda: params.precisions_cholesky,
-             "diag": lambda: np.diag(params.precisions_cholesky[k]),
-             "spherical": lambda: params.precisions_cholesky[k] * np.eye(n_features)}[
-                 params.covariance_type]()
+        if params.covariance_type == "full":
+            u = prec_chol[k]
+        elif params.covariance_type == "tied":
+            u = prec_chol
+        elif params.covariance_type == "diag":
+            u = np.diag(prec_chol[k])
+        else:
+            u = prec_chol[k] * np.eye(n_features)
         z = (X - params.means[k]) @ u
         log_det = np.log(np.diag(u)).sum()
         out[:, k] = (-0.5 * (n_features * np.log(2 * np.pi) + (z * z).sum(axis=1)) + log_det
@@ -259,3 +263,39 @@ def test_precision_cholesky_of_collinear_covariances_equals_scikit_learn(covaria
     np.testing.assert_allclose(compute_precision_cholesky(sk.covariances_, covariance_type),
                                _compute_precision_cholesky(sk.covariances_, covariance_type),
                                rtol=1e-9)
+
+
+def _count_whitened(monkeypatch) -> list:
+    import daskgmm._kernels as kernels
+
+    calls: list = []
+    exact = kernels._component_log_prob_exact
+
+    def counting(X, params, k):
+        calls.append(k)
+        return exact(X, params, k)
+
+    monkeypatch.setattr(kernels, "_component_log_prob_exact", counting)
+    return calls
+
+
+@pytest.mark.parametrize("n_features, n_components", [(16, 8), (64, 16)])
+def test_well_conditioned_data_take_the_fast_path(monkeypatch, n_features, n_components):
+    """The guard is no pessimism tax: on ordinary data no block is whitened."""
+    rng = np.random.default_rng(0)
+    means = rng.normal(scale=10.0, size=(n_components, n_features))
+    X = means[rng.integers(0, n_components, 20_000)] + rng.normal(size=(20_000, n_features))
+    params = fitted_params(X, n_components, "full", 0)
+    calls = _count_whitened(monkeypatch)
+    stats = estep_stats(X, params)
+    assert calls == []
+    row_loglik = np.logaddexp.reduce(reference_weighted_log_prob(X, params), axis=1)
+    np.testing.assert_allclose(stats["loglik"], row_loglik.sum(), rtol=1e-12)
+
+
+def test_collinear_data_take_the_whitened_path(monkeypatch):
+    X = hostile_data(0, duplicate=True, combination=False, scales=np.full(6, 1e3))
+    params = fitted_params(X, 3, "full", 0)
+    calls = _count_whitened(monkeypatch)
+    estep_stats(X, params)
+    assert sorted(set(calls)) == [0, 1, 2]

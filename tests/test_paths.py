@@ -171,3 +171,19 @@ def test_config_paths_are_made_absolute_on_the_client_and_urls_kept(tmp_path, mo
                                     "tls": {"ca_file": given, "cert_file": given, "key_file": given}}})
     assert {cfg.data.path, cfg.output.model, cfg.output.predictions, cfg.checkpoint.path,
             cfg.cluster.tls.ca_file, cfg.cluster.tls.cert_file, cfg.cluster.tls.key_file} == {expected}
+
+
+def test_a_dask_array_reading_a_relative_zarr_path_is_refused(tmp_path, monkeypatch):
+    """Its tasks would open the path in each worker's directory: refused, not guessed."""
+    import dask.array as da
+    import zarr
+
+    from daskgmm import GaussianMixture
+
+    monkeypatch.chdir(tmp_path)
+    z = zarr.open_array("d.zarr", mode="w", shape=(400, 2), chunks=(100, 2), dtype="f8")
+    z[:] = np.random.default_rng(0).normal(size=(400, 2))
+    with pytest.raises(ValueError, match="relative path 'd.zarr'.*own working directory"):
+        GaussianMixture(2).fit(da.from_zarr(zarr.open_array("d.zarr", mode="r")))
+    # By an absolute path (or a path string, which dask resolves here) it is fitted.
+    GaussianMixture(2, max_iter=2).fit(da.from_zarr(str(tmp_path / "d.zarr")))
