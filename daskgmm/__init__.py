@@ -24,6 +24,7 @@ _PUBLIC = {
     "MissingChunksError": "._data",
     "ModelFileError": ".persistence",
     "NoWorkersError": "._passes",
+    "NonFiniteError": ".exceptions",
     "ProgressLog": ".callbacks",
     "WorkerLostError": "._passes",
     "fit_many": ".estimator",
@@ -32,7 +33,26 @@ _PUBLIC = {
     "save_model": ".persistence",
 }
 
-__all__ = [*_PUBLIC, "__version__"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointDataError",
+    "CheckpointMismatchError",
+    "CheckpointParamsError",
+    "DegenerateComponentError",
+    "GaussianMixture",
+    "IterationInfo",
+    "MissingChunksError",
+    "ModelFileError",
+    "NoWorkersError",
+    "NonFiniteError",
+    "ProgressLog",
+    "WorkerLostError",
+    "fit_many",
+    "load_model",
+    "open_zarr_array",
+    "save_model",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from ._data import MissingChunksError, open_zarr_array
@@ -41,7 +61,12 @@ if TYPE_CHECKING:
     from ._passes import NoWorkersError, WorkerLostError
     from .callbacks import Checkpoint, ProgressLog
     from .estimator import GaussianMixture, fit_many
-    from .exceptions import CheckpointDataError, CheckpointMismatchError, CheckpointParamsError
+    from .exceptions import (
+        CheckpointDataError,
+        CheckpointMismatchError,
+        CheckpointParamsError,
+        NonFiniteError,
+    )
     from .persistence import ModelFileError, load_model, save_model
 
 

@@ -41,9 +41,9 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -325,9 +325,8 @@ def run_sweep(path: str) -> dict:
     the eight fits one after another, and the eight fitted together (daskgmm.fit_many)."""
     from distributed import Client
 
-    from daskgmm.cluster import local_cluster
-
     from daskgmm import GaussianMixture, fit_many, open_zarr_array
+    from daskgmm.cluster import local_cluster
 
     X = open_zarr_array(path, "X")
     chunk = np.asarray(X[:OUT_OF_CORE_CHUNK_ROWS])

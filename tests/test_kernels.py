@@ -202,7 +202,7 @@ def test_far_apart_means_take_the_exact_path(covariance_type):
          "spherical": lambda c: c[:, None, None] * np.eye(2)}[covariance_type](sk.covariances_),
         (2, 2, 2))
     exact = np.column_stack([multivariate_normal(m, c).logpdf(X)
-                             for m, c in zip(sk.means_, full_covariances)])
+                             for m, c in zip(sk.means_, full_covariances, strict=True)])
     np.testing.assert_allclose(estimate_log_gaussian_prob(X, params), exact, rtol=1e-12)
     stats = estep_stats(X, params)
     expected = np.logaddexp(*(exact + np.log(sk.weights_)).T).sum()

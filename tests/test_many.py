@@ -8,8 +8,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from daskgmm import GaussianMixture, fit_many
-from daskgmm import _em
+from daskgmm import GaussianMixture, _em, fit_many
 from daskgmm._kernels import GMMParams, estep_stats, estep_stats_many
 
 from .conftest import mixture_data
@@ -66,7 +65,7 @@ def test_estep_stats_many_equals_each_model_alone(X_offset):
     weights = rng.uniform(size=X_offset.shape[0])
     for sample_weight in (None, weights):
         together = estep_stats_many(X_offset, models, sample_weight)
-        for params, stats in zip(models, together):
+        for params, stats in zip(models, together, strict=True):
             alone = estep_stats(X_offset, params, sample_weight)
             for key in alone:
                 np.testing.assert_allclose(stats[key], alone[key], rtol=1e-10, atol=1e-8, err_msg=key)
@@ -92,7 +91,7 @@ def test_a_sweep_fitted_together_equals_each_model_fitted_alone(monkeypatch):
         warnings.simplefilter("ignore")
         together = fit_many(models, X)
     assert together == models
-    for fitted, reference in zip(together, alone):
+    for fitted, reference in zip(together, alone, strict=True):
         _assert_same_fit(fitted, reference)
     # One pass per iteration of the longest fit, each serving the models still running.
     n_iters = sorted(m.n_iter_ for m in alone)

@@ -38,7 +38,7 @@ def test_shifted_statistics_equal_statistics_about_the_new_centres(X, covariance
     shifted = shift_stats(stats, model.means_, new_centres, covariance_type)
     # The M-step from either set of statistics is the same model.
     for a, b in zip(m_step(shifted, new_centres, covariance_type, 1e-6),
-                    m_step(stats, model.means_, covariance_type, 1e-6)):
+                    m_step(stats, model.means_, covariance_type, 1e-6), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 

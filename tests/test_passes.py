@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sklearn.mixture import GaussianMixture as SkGMM
 
-from daskgmm._data import as_dataset
 from daskgmm import _em
+from daskgmm._data import as_dataset
 from daskgmm._kernels import GMMParams, estep_stats
 from daskgmm._passes import pass_graph, run_pass
 
