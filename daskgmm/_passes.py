@@ -436,6 +436,10 @@ def compute_pass(graph: Any, name: str) -> Any:
     name : str
         The pass, for messages (``gmm-estep``, ``gmm-init-kmeans``...).
     """
+    if isinstance(graph, (list, tuple)):
+        # Several collections (``da.store`` of several arrays returns a tuple of
+        # store maps whose chunks are empty): one result to wait for.
+        graph = delayed(list, pure=True)(list(graph))
     client = _distributed_client()
     watch = None
     try:
