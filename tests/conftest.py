@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def invoke(args, capsys) -> tuple[int, str, str]:
+    """Run the ``daskgmm`` command in this process: exit code, stdout, stderr."""
+    from daskgmm.cli import run
+
+    argv = sys.argv
+    sys.argv = ["daskgmm", *map(str, args)]
+    try:
+        run()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def mixture_data(n_per_component: int = 400, n_features: int = 3, n_components: int = 3,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +16,11 @@ import pytest
 import yaml
 import zarr
 
-from daskgmm.cli import run
 from daskgmm.synthetic import make_mixture_zarr
 
+from .conftest import invoke
+
 ROWS, CHUNK = 3000, 500
-
-
-def invoke(args, capsys) -> tuple[int, str, str]:
-    """Run the command in-process: exit code, stdout, stderr."""
-    argv = sys.argv
-    sys.argv = ["daskgmm", *map(str, args)]
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _plain_store(path: Path, sharded: bool = False) -> np.ndarray:

@@ -16,24 +16,11 @@ import yaml
 import zarr
 
 from daskgmm import load_model
-from daskgmm.cli import run
 from daskgmm.persistence import read_model_file
 
+from .conftest import invoke
+
 KILL_AFTER = Path(__file__).with_name("_kill_after.py")
-
-
-def invoke(args, capsys) -> tuple[int, str, str]:
-    """Run the command in-process: exit code, stdout, stderr."""
-    argv = sys.argv
-    sys.argv = ["daskgmm", *map(str, args)]
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def write_config(path: Path, **sections) -> Path:

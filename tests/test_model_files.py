@@ -28,6 +28,8 @@ from daskgmm.persistence import (
 )
 from daskgmm.synthetic import make_mixture_zarr
 
+from .conftest import invoke
+
 N_COMPONENTS, N_FEATURES = 3, 3
 
 
@@ -156,22 +158,6 @@ def test_a_damaged_model_file_is_refused_naming_the_field(damaged):
         read_model_file(path)
 
 
-def _daskgmm_in_process(args, capsys) -> tuple[int, str, str]:
-    """``daskgmm ARGS`` through the console-script entry point, in this process."""
-    from daskgmm.cli import run
-
-    argv = sys.argv
-    sys.argv = ["daskgmm", *map(str, args)]
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def _daskgmm(args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "daskgmm.cli", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd)
@@ -179,7 +165,7 @@ def _daskgmm(args, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_score_exits_5_on_every_damaged_model_file(damaged, store, capsys):
     path, field = damaged
-    code, out, err = _daskgmm_in_process(["score", "--model", path, "--data", store,
+    code, out, err = invoke(["score", "--model", path, "--data", store,
                                           "--array", "X"], capsys)
     assert code == 5, err
     assert field in err and "Traceback" not in err
