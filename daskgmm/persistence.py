@@ -780,28 +780,6 @@ def save_model(model, path: str | os.PathLike, *, overwrite: bool = True) -> Pat
     return write_model_file(path, arrays, metadata, overwrite=overwrite)
 
 
-def model_from_contents(arrays: dict, metadata: dict, source: str = "the model file"):
-    """A fitted ``GaussianMixture`` from the arrays and metadata of a model file.
-
-    Parameters
-    ----------
-    arrays, metadata : dict
-        As returned by :func:`read_model_file`.
-    source : str
-        What they were read from, for error messages.
-
-    Returns
-    -------
-    GaussianMixture
-
-    Raises
-    ------
-    ModelFileError
-        The contents fail the schema (:func:`validate_model_file`).
-    """
-    return _model_from(validate_model_file(arrays, metadata, source))
-
-
 def _model_from(contents: ModelFile):
     """The fitted ``GaussianMixture`` that validated contents describe."""
     from ._kernels import precisions_from_cholesky
