@@ -18,15 +18,21 @@ _PUBLIC = {
     "CheckpointDataError": ".exceptions",
     "CheckpointMismatchError": ".exceptions",
     "CheckpointParamsError": ".exceptions",
-    "DegenerateComponentError": "._kernels",
+    "ClusterConnectionError": ".exceptions",
+    "ConfigError": ".exceptions",
+    "CorruptChunkError": ".exceptions",
+    "DegenerateComponentError": ".exceptions",
     "GaussianMixture": ".estimator",
     "IterationInfo": "._em",
-    "MissingChunksError": "._data",
-    "ModelFileError": ".persistence",
-    "NoWorkersError": "._passes",
+    "MissingChunksError": ".exceptions",
+    "ModelFileError": ".exceptions",
+    "NoWorkersError": ".exceptions",
     "NonFiniteError": ".exceptions",
+    "OutputError": ".exceptions",
+    "OutputExistsError": ".exceptions",
+    "OutputNotWritableError": ".exceptions",
     "ProgressLog": ".callbacks",
-    "WorkerLostError": "._passes",
+    "WorkerLostError": ".exceptions",
     "fit_many": ".estimator",
     "load_model": ".persistence",
     "open_zarr_array": "._data",
@@ -38,6 +44,9 @@ __all__ = [
     "CheckpointDataError",
     "CheckpointMismatchError",
     "CheckpointParamsError",
+    "ClusterConnectionError",
+    "ConfigError",
+    "CorruptChunkError",
     "DegenerateComponentError",
     "GaussianMixture",
     "IterationInfo",
@@ -45,6 +54,9 @@ __all__ = [
     "ModelFileError",
     "NoWorkersError",
     "NonFiniteError",
+    "OutputError",
+    "OutputExistsError",
+    "OutputNotWritableError",
     "ProgressLog",
     "WorkerLostError",
     "fit_many",
@@ -55,19 +67,28 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._data import MissingChunksError, open_zarr_array
+    from ._data import open_zarr_array
     from ._em import IterationInfo
-    from ._kernels import DegenerateComponentError
-    from ._passes import NoWorkersError, WorkerLostError
     from .callbacks import Checkpoint, ProgressLog
     from .estimator import GaussianMixture, fit_many
     from .exceptions import (
         CheckpointDataError,
         CheckpointMismatchError,
         CheckpointParamsError,
+        ClusterConnectionError,
+        ConfigError,
+        CorruptChunkError,
+        DegenerateComponentError,
+        MissingChunksError,
+        ModelFileError,
         NonFiniteError,
+        NoWorkersError,
+        OutputError,
+        OutputExistsError,
+        OutputNotWritableError,
+        WorkerLostError,
     )
-    from .persistence import ModelFileError, load_model, save_model
+    from .persistence import load_model, save_model
 
 
 def __getattr__(name: str) -> Any:

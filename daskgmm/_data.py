@@ -15,17 +15,10 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from .exceptions import CorruptChunkError, MissingChunksError
 from .outputs import absolute_path
 
 DEFAULT_CHUNK_BYTES = 32 * 2**20
-
-
-class MissingChunksError(ValueError):
-    """A Zarr array has chunks that were never written."""
-
-
-class CorruptChunkError(ValueError):
-    """A Zarr chunk could not be read or decoded (a checksum mismatch, say)."""
 
 
 def missing_chunk_indices(array: zarr.Array, limit: int = 10) -> list[tuple[int, ...]]:

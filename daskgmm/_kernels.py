@@ -36,6 +36,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from .exceptions import DegenerateComponentError
+
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 # scikit-learn adds this to every N_k so that an empty component does not
@@ -43,14 +45,6 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _NK_EPS = 10 * np.finfo(np.float64).eps
 _EPS = np.finfo(np.float64).eps
 _LOG_2PI = np.log(2 * np.pi)
-
-
-class DegenerateComponentError(ValueError):
-    """A component's covariance is not positive definite.
-
-    A subclass of ``ValueError`` (scikit-learn raises ``ValueError`` in the same
-    situation) whose message names the component and the remedy.
-    """
 
 
 @dataclass(frozen=True)

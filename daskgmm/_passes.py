@@ -29,25 +29,10 @@ from threadpoolctl import ThreadpoolController
 
 from ._data import Dataset, check_weight_block
 from ._kernels import combine_stats
+from .exceptions import NoWorkersError, WorkerLostError
 
 ChunkFn = Callable[[np.ndarray, Any, int], dict]
 CombineFn = Callable[[list[dict]], dict]
-
-
-class WorkerLostError(RuntimeError):
-    """A pass's task kept killing the workers that ran it."""
-
-
-class NoWorkersError(WorkerLostError):
-    """A pass waited longer than the no-workers timeout with no worker able to run its tasks.
-
-    No worker was connected to the scheduler, or every one was paused
-    (distributed pauses a worker whose memory passes its pause threshold).
-    The bound is the dask config value ``daskgmm.no-workers-timeout``
-    (default :data:`DEFAULT_NO_WORKERS_TIMEOUT`); a scheduler started with
-    distributed's own ``distributed.scheduler.no-workers-timeout`` fails the
-    tasks itself, and that failure is reported as this error too.
-    """
 
 
 DEFAULT_NO_WORKERS_TIMEOUT = "10 minutes"

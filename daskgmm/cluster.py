@@ -10,21 +10,12 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from .config import ClusterConfig
+from .exceptions import ClusterConnectionError
 
 #: How long to wait for a running scheduler (``cluster.kind: address``) when
 #: the dask config key ``daskgmm.connect-timeout`` is not set (e.g. by the
 #: environment variable ``DASK_DASKGMM__CONNECT_TIMEOUT=60s``).
 DEFAULT_CONNECT_TIMEOUT = "10s"
-
-
-class ClusterConnectionError(ConnectionError):
-    """The scheduler a config names cannot be connected to.
-
-    The message names the address, or the certificate file, and the likely
-    cause: a missing certificate file, ``tcp://`` to a TLS scheduler, a
-    certificate the other side does not trust, no answer within the connect
-    timeout (:func:`connect_timeout`).
-    """
 
 
 def connect_timeout() -> str:

@@ -13,11 +13,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .exceptions import ConfigError
 from .outputs import absolute_path
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message lists every problem."""
 
 
 class _Section(BaseModel):

@@ -1,4 +1,4 @@
-"""Public exceptions of daskgmm that belong to no single layer.
+"""Every public exception of daskgmm, in one place.
 
 Importing this module costs nothing beyond Python itself, so any module
 (workers' task modules included) can raise these.
@@ -81,3 +81,65 @@ class CheckpointParamsError(CheckpointMismatchError):
 
 class CheckpointDataError(CheckpointMismatchError):
     """The checkpoint was written by a fit of other data (CLI exit 3)."""
+
+
+class DegenerateComponentError(ValueError):
+    """A component's covariance is not positive definite.
+
+    A subclass of ``ValueError`` (scikit-learn raises ``ValueError`` in the same
+    situation) whose message names the component and the remedy.
+    """
+
+
+class MissingChunksError(ValueError):
+    """A Zarr array has chunks that were never written."""
+
+
+class CorruptChunkError(ValueError):
+    """A Zarr chunk could not be read or decoded (a checksum mismatch, say)."""
+
+
+class WorkerLostError(RuntimeError):
+    """A pass's task kept killing the workers that ran it."""
+
+
+class NoWorkersError(WorkerLostError):
+    """A pass waited longer than the no-workers timeout with no worker able to run its tasks.
+
+    No worker was connected to the scheduler, or every one was paused
+    (distributed pauses a worker whose memory passes its pause threshold).
+    The bound is the dask config value ``daskgmm.no-workers-timeout``
+    (default ten minutes); a scheduler started with
+    distributed's own ``distributed.scheduler.no-workers-timeout`` fails the
+    tasks itself, and that failure is reported as this error too.
+    """
+
+
+class ModelFileError(ValueError):
+    """A model file is not a daskgmm model, is corrupt, or is of a newer format."""
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message lists every problem."""
+
+
+class OutputError(OSError):
+    """An output cannot be written where it was asked for (the command's exit code 5)."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The destination exists and overwriting was not asked for."""
+
+
+class OutputNotWritableError(OutputError, PermissionError):
+    """The destination's folder does not exist as a folder, or files cannot be created in it."""
+
+
+class ClusterConnectionError(ConnectionError):
+    """The scheduler a config names cannot be connected to.
+
+    The message names the address, or the certificate file, and the likely
+    cause: a missing certificate file, ``tcp://`` to a TLS scheduler, a
+    certificate the other side does not trust, no answer within the connect
+    timeout (:func:`connect_timeout`).
+    """

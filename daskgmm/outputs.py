@@ -38,6 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from .exceptions import OutputExistsError, OutputNotWritableError
+
 if TYPE_CHECKING:  # dask and zarr are imported when used: model files and plots need neither
     import dask.array as da
 
@@ -58,18 +60,6 @@ def checksummed_compressors() -> tuple:
     from zarr.codecs import BloscCodec, Crc32cCodec
 
     return (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec())
-
-
-class OutputError(OSError):
-    """An output cannot be written where it was asked for (the command's exit code 5)."""
-
-
-class OutputExistsError(OutputError, FileExistsError):
-    """The destination exists and overwriting was not asked for."""
-
-
-class OutputNotWritableError(OutputError, PermissionError):
-    """The destination's folder does not exist as a folder, or files cannot be created in it."""
 
 
 def _exists(path: Path) -> OutputExistsError:

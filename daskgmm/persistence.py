@@ -55,6 +55,7 @@ from pydantic import (
     model_validator,
 )
 
+from .exceptions import ModelFileError
 from .outputs import atomic_write_bytes
 
 FORMAT = "daskgmm-model"
@@ -63,10 +64,6 @@ ESTIMATOR = "daskgmm.GaussianMixture"
 _ARRAYS = ("weights", "means", "covariances", "precisions_cholesky", "lower_bounds")
 _ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
 _MT19937_WORDS = 624
-
-
-class ModelFileError(ValueError):
-    """A model file is not a daskgmm model, is corrupt, or is of a newer format."""
 
 
 def dependency_versions() -> dict[str, str]:
