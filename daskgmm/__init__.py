@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "Checkpoint": ".callbacks",
+    "Checkpoint": ".checkpoints",
     "CheckpointDataError": ".exceptions",
     "CheckpointMismatchError": ".exceptions",
     "CheckpointParamsError": ".exceptions",
@@ -34,9 +34,9 @@ _PUBLIC = {
     "ProgressLog": ".callbacks",
     "WorkerLostError": ".exceptions",
     "fit_many": ".estimator",
-    "load_model": ".persistence",
-    "open_zarr_array": "._data",
-    "save_model": ".persistence",
+    "load_model": ".estimator",
+    "open_zarr_array": "._zarr",
+    "save_model": ".estimator",
 }
 
 __all__ = [
@@ -67,10 +67,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._data import open_zarr_array
     from ._em import IterationInfo
-    from .callbacks import Checkpoint, ProgressLog
-    from .estimator import GaussianMixture, fit_many
+    from ._zarr import open_zarr_array
+    from .callbacks import ProgressLog
+    from .checkpoints import Checkpoint
+    from .estimator import GaussianMixture, fit_many, load_model, save_model
     from .exceptions import (
         CheckpointDataError,
         CheckpointMismatchError,
@@ -88,7 +89,6 @@ if TYPE_CHECKING:
         OutputNotWritableError,
         WorkerLostError,
     )
-    from .persistence import load_model, save_model
 
 
 def __getattr__(name: str) -> Any:

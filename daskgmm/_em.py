@@ -13,16 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._data import Dataset
-from ._kernels import (
-    GMMParams,
-    Stats,
-    combine_stats,
-    compute_precision_cholesky,
-    estep_stats_many,
-    m_step,
-)
+from ._mstep import m_step
+from ._params import GMMParams, compute_precision_cholesky
 from ._passes import check_finite_block, run_pass, run_pass_with_digest
 from ._predict import log_likelihood_block
+from ._stats import Stats, combine_stats, estep_stats_many
 from .exceptions import NonFiniteError
 
 
@@ -261,7 +256,7 @@ def check_finite_stats(
         "overflow float64 (magnitudes beyond about 1e154), or a degenerate component with an "
         "extreme precision (a collapsed covariance or an extreme precisions_init). Scale the "
         "data (e.g. standardise the features) or increase reg_covar.",
-        iteration=iteration, components=components, model=model,
+        iteration=iteration, components=components.tolist(), model=model,
     )
 
 
@@ -341,7 +336,7 @@ def run_em_many(
     """Iterate EM for several models at once, one pass over the data per iteration.
 
     Each pass reads every chunk once and computes the statistics of every
-    model still running from it (:func:`daskgmm._kernels.estep_stats_many`).
+    model still running from it (:func:`daskgmm._stats.estep_stats_many`).
     Each model keeps its own convergence test and leaves the passes when it
     converges or reaches ``max_iter``; each ends exactly as it would fitted
     alone.

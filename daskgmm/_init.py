@@ -27,13 +27,21 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ._data import Dataset
 from ._em import check_finite_stats, combine_quietly
-from ._kernels import Stats, hard_moments, shifted_moments
+from ._mstep import m_step
+from ._params import (
+    GMMParams,
+    compute_precision_cholesky,
+    covariances_from_cholesky,
+    precision_cholesky_from_precisions,
+)
 from ._passes import check_finite_block, compute_pass, run_pass
+from ._stats import Stats, hard_moments, shifted_moments
 
 KMEANS_PARALLEL_ROUNDS = 5
 KMEANS_MAX_LLOYD_PASSES = 20
@@ -229,12 +237,30 @@ class _LloydParams:
     covariance_type: str
 
 
-def _lloyd_chunk(block: np.ndarray, p: _LloydParams, start: int) -> Stats:
+@dataclass(frozen=True)
+class LloydStats:
+    """What a Lloyd pass yields: the statistics of the labels, and the inertia."""
+
+    stats: Stats
+    """Statistics of the one-hot responsibilities of the labels, about the centres."""
+    inertia: np.float64
+    """The sum of the rows' squared distances to their nearest centre."""
+
+
+def _lloyd_chunk(block: np.ndarray, p: _LloydParams, start: int) -> LloydStats:
     with np.errstate(over="ignore", invalid="ignore"):  # reported by initial_stats
         labels, d2 = nearest_centre(block, p.centres, p.origin)
         stats = hard_moments(block, labels, p.centres, p.covariance_type)
-    stats["inertia"] = np.float64(d2.sum())
-    return stats
+    return LloydStats(stats, np.float64(d2.sum()))
+
+
+def _combine_lloyd(parts: list[LloydStats]) -> LloydStats:
+    """Add the parts in order, without floating-point warnings (as :func:`combine_quietly`)."""
+    inertia = np.float64(parts[0].inertia)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for part in parts[1:]:
+            inertia += part.inertia
+    return LloydStats(combine_quietly([part.stats for part in parts]), inertia)
 
 
 def init_kmeans(data, n_components, covariance_type, random_state, split_every,
@@ -268,7 +294,7 @@ def init_kmeans(data, n_components, covariance_type, random_state, split_every,
     centres = first
     oversampling = 2.0 * n_components
     cost = np.inf
-    initial_cost = None
+    initial_cost = np.inf  # the cost measured by the first round's pass
     for round_ in range(KMEANS_PARALLEL_ROUNDS + 1):
         params = _SeedingParams(centres, origin, seed, round_, oversampling, cost)
         result = run_pass(
@@ -276,7 +302,8 @@ def init_kmeans(data, n_components, covariance_type, random_state, split_every,
             split_every=split_every, combine=_combine_seeding,
         )
         cost = float(result["cost"])
-        initial_cost = cost if initial_cost is None else initial_cost
+        if round_ == 0:
+            initial_cost = cost
         centres = np.concatenate([centres, result["points"]])
         if cost == 0.0:
             break
@@ -295,9 +322,8 @@ def init_kmeans(data, n_components, covariance_type, random_state, split_every,
     for lloyd_pass in range(max_lloyd_passes):
         stats = run_pass(
             data, _lloyd_chunk, _LloydParams(centres, origin, covariance_type),
-            name="gmm-init-kmeans-lloyd", split_every=split_every, combine=combine_quietly,
-        )
-        stats.pop("inertia")
+            name="gmm-init-kmeans-lloyd", split_every=split_every, combine=_combine_lloyd,
+        ).stats
         if lloyd_pass == max_lloyd_passes - 1:
             break  # out of passes: keep the centres these statistics are about
         nonempty = stats["nk"] > 0
@@ -363,3 +389,54 @@ def initial_stats(
     check_finite_stats(init.stats, covariance_type,
                        stage=f"The initialisation (init_params={init_params!r})")
     return init
+
+
+def initial_parameters(
+    data: Dataset,
+    init_params: str,
+    n_components: int,
+    covariance_type: str,
+    reg_covar: float,
+    random_state: np.random.RandomState,
+    split_every: int,
+    *,
+    weights_init: Any = None,
+    means_init: Any = None,
+    precisions_init: Any = None,
+) -> tuple[GMMParams, np.ndarray]:
+    """A model's initial parameters: the user's where given, the named strategy's otherwise.
+
+    As scikit-learn's ``_initialize``: the strategy's statistics go through
+    the M-step with the weights divided by the number of samples; then
+    ``weights_init``, ``means_init`` and ``precisions_init`` replace what
+    they give. The strategy runs only if one of them is missing.
+
+    Parameters
+    ----------
+    data : Dataset
+        Unweighted (the initialisation does not use sample weights).
+    init_params, n_components, covariance_type, reg_covar, random_state, split_every
+        As the estimator's parameters.
+    weights_init, means_init, precisions_init : array-like, optional
+        Already checked against the shapes and constraints.
+
+    Returns
+    -------
+    params : GMMParams
+    covariances : ndarray
+    """
+    if weights_init is None or means_init is None or precisions_init is None:
+        init = initial_stats(data, init_params, n_components, covariance_type, random_state,
+                             split_every)
+        weights, means, covariances = m_step(init.stats, init.centres, covariance_type, reg_covar,
+                                             weight_normaliser=data.n_samples)
+    if weights_init is not None:
+        weights = np.asarray(weights_init, dtype=np.float64)
+    if means_init is not None:
+        means = np.asarray(means_init, dtype=np.float64)
+    if precisions_init is None:
+        prec_chol = compute_precision_cholesky(covariances, covariance_type)
+    else:
+        prec_chol = precision_cholesky_from_precisions(precisions_init, covariance_type)
+        covariances = covariances_from_cholesky(prec_chol, covariance_type)
+    return GMMParams(weights, means, prec_chol, covariance_type), covariances

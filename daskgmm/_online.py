@@ -1,4 +1,4 @@
-"""Stepwise online EM (Cappé & Moulines, 2009): pure functions on sufficient statistics.
+"""Stepwise online EM (Cappé & Moulines, 2009): the statistics algebra and the driver.
 
 Online EM keeps a running average of the per-row sufficient statistics,
 
@@ -18,9 +18,19 @@ statistics are added, the running average is moved to the new centres
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
 import numpy as np
 
-from ._kernels import Stats, _global_centre
+from ._data import Dataset
+from ._em import Callback, EMResult, IterationInfo, check_finite_stats, combine_many, estep_chunk
+from ._mstep import m_step
+from ._params import GMMParams, compute_precision_cholesky
+from ._passes import run_pass
+from ._stats import Stats, move_moments
 
 
 def step_size(step: int, decay: float, offset: float) -> float:
@@ -33,37 +43,137 @@ def step_size(step: int, decay: float, offset: float) -> float:
 def shift_stats(stats: Stats, old: np.ndarray, new: np.ndarray, covariance_type: str) -> Stats:
     """The same statistics about the centres ``new`` instead of ``old`` (K, D).
 
-    With d_k = old_k - new_k (per component) and s1, s2 about ``old``:
-    ``s1' = s1 + N_k d``, ``s2' = s2 + d s1^T + s1 d^T + N_k d d^T``
-    (diagonal parts only for diag and spherical). A tied ``s2`` is about the
-    centre of the centres, so it moves by the difference of those.
+    The moments are moved by :func:`daskgmm._stats.move_moments` (a tied
+    ``s2``, which is about the centre of the centres, by the difference of
+    those); ``n``, ``nk`` and ``loglik`` do not depend on the centres.
     """
-    nk, s1 = stats["nk"], stats["s1"]
-    d = old - new
-    out = dict(stats)
-    out["s1"] = s1 + nk[:, np.newaxis] * d
-    if covariance_type == "full":
-        cross = np.einsum("ki,kj->kij", d, s1)
-        out["s2"] = stats["s2"] + cross + cross.transpose(0, 2, 1) + np.einsum("k,ki,kj->kij", nk, d, d)
-    elif covariance_type == "tied":
-        # S1 = sum over components of the first moment about old's centre.
-        centre_old, centre_new = _global_centre(old), _global_centre(new)
-        total = s1.sum(axis=0) + nk @ (old - centre_old)
-        e = centre_old - centre_new
-        out["s2"] = stats["s2"] + np.outer(e, total) + np.outer(total, e) + nk.sum() * np.outer(e, e)
-    else:
-        out["s2"] = stats["s2"] + 2.0 * d * s1 + nk[:, np.newaxis] * d * d
+    out = stats.copy()
+    out["s1"], out["s2"] = move_moments(stats["nk"], stats["s1"], stats["s2"], old, new,
+                                        covariance_type)
     return out
 
 
 def normalised(stats: Stats) -> Stats:
     """Statistics per unit of weight (``n`` becomes 1)."""
     n = float(stats["n"])
-    return {key: np.asarray(value, dtype=np.float64) / n for key, value in stats.items()}
+    return cast(Stats, {key: np.asarray(value, dtype=np.float64) / n
+                        for key, value in stats.items()})
 
 
 def blend(running: Stats | None, batch: Stats, gamma: float) -> Stats:
     """``(1 - gamma) * running + gamma * batch`` key by key (``batch`` if there is no running)."""
     if running is None or gamma >= 1.0:
-        return {key: np.array(value, dtype=np.float64, copy=True) for key, value in batch.items()}
-    return {key: (1.0 - gamma) * running[key] + gamma * batch[key] for key in batch}
+        return cast(Stats, {key: np.array(value, dtype=np.float64, copy=True)
+                            for key, value in batch.items()})
+    return cast(Stats, {key: (1.0 - gamma) * running[key] + gamma * batch[key]  # type: ignore[literal-required]
+                        for key in batch})
+
+
+@dataclass(frozen=True)
+class OnlineState:
+    """Where stepwise online EM stands between mini-batches.
+
+    Attributes
+    ----------
+    running : Stats
+        The running average of per-unit-weight statistics.
+    centres : ndarray of shape (K, D)
+        The centres ``running`` is about (the means before the last step).
+    step : int
+        Mini-batches seen.
+    """
+
+    running: Stats
+    centres: np.ndarray
+    step: int
+
+
+def online_step(batch: Dataset, current: EMResult, state: OnlineState | None, *,
+                reg_covar: float, learning_decay: float, learning_offset: float,
+                split_every: int) -> tuple[EMResult, OnlineState]:
+    """One step of online EM: the batch's E-step (one pass over it), blend, M-step.
+
+    Parameters
+    ----------
+    batch : Dataset
+        The mini-batch.
+    current : EMResult
+        The parameters before the step and the history of lower bounds.
+    state : OnlineState or None
+        None for the first step.
+    reg_covar, learning_decay, learning_offset, split_every
+        As the estimator's parameters.
+
+    Returns
+    -------
+    result : EMResult
+        The parameters after the step; ``lower_bound`` is the batch's mean
+        log-likelihood under the parameters before it, and ``n_iter`` the
+        number of batches seen.
+    state : OnlineState
+    """
+    params = current.params
+    covariance_type = params.covariance_type
+    step = 0 if state is None else state.step
+    (stats,) = run_pass(batch, estep_chunk, (params,), name="gmm-online-estep",
+                        split_every=split_every, combine=combine_many)
+    check_finite_stats(stats, covariance_type, iteration=step + 1, params=params)
+    running = None
+    if state is not None:
+        running = shift_stats(state.running, state.centres, params.means, covariance_type)
+    gamma = step_size(step, learning_decay, learning_offset)
+    running = blend(running, normalised(stats), gamma)
+    weights, means, covariances = m_step(running, params.means, covariance_type, reg_covar)
+    prec_chol = compute_precision_cholesky(covariances, covariance_type)
+    lower_bound = float(stats["loglik"] / stats["n"])
+    history = list(current.lower_bounds)[:step] + [lower_bound]
+    result = EMResult(GMMParams(weights, means, prec_chol, covariance_type), covariances,
+                      lower_bound, history, step + 1, False)
+    return result, OnlineState(running, params.means, step + 1)
+
+
+def run_online_em(data: Dataset, start: EMResult, *, passes: int, batch_size: int | str,
+                  random_state: np.random.RandomState, reg_covar: float, learning_decay: float,
+                  learning_offset: float, split_every: int,
+                  callbacks: Sequence[Callback] = ()) -> tuple[EMResult, OnlineState | None]:
+    """``passes`` sweeps of online EM over ``data`` in mini-batches, in a random batch order.
+
+    Parameters
+    ----------
+    data : Dataset
+    start : EMResult
+        The initial parameters.
+    passes : int
+    batch_size : int or 'auto'
+        Rows per mini-batch ('auto': each row chunk of ``data``).
+    random_state : numpy.random.RandomState
+        Draws the order of the batches in each sweep.
+    reg_covar, learning_decay, learning_offset, split_every
+        As :func:`online_step`.
+    callbacks : sequence of callables
+        Called with an :class:`IterationInfo` after every step; one returning
+        True stops the fit.
+
+    Returns
+    -------
+    result : EMResult
+    state : OnlineState or None
+        None if no step was taken.
+    """
+    if not isinstance(batch_size, str):  # 'auto': the data's own row chunks
+        data = data.rechunk_rows(batch_size)
+    result, state = start, None
+    for _ in range(passes):
+        for index in random_state.permutation(data.n_chunks):
+            started = time.perf_counter()
+            previous = result.lower_bound
+            result, state = online_step(
+                data.chunk(index), result, state, reg_covar=reg_covar,
+                learning_decay=learning_decay, learning_offset=learning_offset,
+                split_every=split_every)
+            info = IterationInfo(result.n_iter, result.lower_bound, result.lower_bound - previous,
+                                 time.perf_counter() - started, result.params, result.covariances,
+                                 False, list(result.lower_bounds))
+            if any([bool(callback(info)) for callback in callbacks]):
+                return result, state
+    return result, state

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ._kernels import GMMParams, estimate_log_prob_resp
+from ._density import estimate_log_prob_resp
+from ._params import GMMParams
 from ._passes import check_finite_block
 from .exceptions import NonFiniteError
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 import time
 import warnings
-from numbers import Integral, Real
+from pathlib import Path
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 from dask.base import tokenize
 from dask.delayed import delayed
@@ -15,31 +18,17 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted, validate_data
 
 from ._data import Dataset, as_dataset, as_sample_weight, input_is_lazy, is_dask_dataframe
-from ._em import (
-    EMResult,
-    IterationInfo,
-    check_finite_stats,
-    combine_many,
-    estep_chunk,
-    run_em,
-    run_em_many,
-    total_loglik,
-)
-from ._init import initial_stats
-from ._kernels import (
-    GMMParams,
-    compute_precision_cholesky,
-    covariances_from_cholesky,
-    m_step,
-    precision_cholesky_from_precisions,
-    precisions_from_cholesky,
-)
-from ._passes import run_pass, single_threaded_blas
+from ._em import EMResult, IterationInfo, run_em_many, total_loglik
+from ._init import initial_parameters
+from ._online import online_step, run_online_em
+from ._param_constraints import PARAMETER_CONSTRAINTS
+from ._params import GMMParams, information_criteria, n_parameters, precisions_from_cholesky
 from ._predict import checked_block, labels_block, log_likelihood_block, proba_block
+from .checkpoints import CheckpointState, open_checkpoint, resume_em
+from .persistence import FittedModel, read_fitted_model, write_fitted_model
 
 PERSIST_MEMORY_FRACTION = 0.5
 
@@ -155,17 +144,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     means (shifted moments), so data far from the origin lose no precision.
     """
 
-    _parameter_constraints: dict = {
-        **SklearnGaussianMixture._parameter_constraints,
-        "split_every": [Interval(Integral, 2, None, closed="left")],
-        "persist": [StrOptions({"auto"}), "boolean"],
-        "chunk_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "algorithm": [StrOptions({"batch", "online"})],
-        "online_passes": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
-        "learning_offset": [Interval(Real, 0.0, None, closed="left")],
-    }
+    _parameter_constraints: dict = PARAMETER_CONSTRAINTS
 
     def __init__(
         self,
@@ -227,22 +206,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         else:
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
             data = as_dataset(X, self.chunk_size)
-        self._fit_dataset_checks(data)
-        return data
-
-    def _fit_dataset_checks(self, data: Dataset) -> None:
-        """Record the number of features; refuse data with too few rows."""
+        _check_fit_data(data, self.n_components)
         self.n_features_in_ = data.n_features
-        if data.n_samples < 2:
-            raise ValueError(
-                f"Found array with {data.n_samples} sample(s) (shape={data.array.shape}) "
-                "while a minimum of 2 is required by GaussianMixture."
-            )
-        if data.n_samples < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components but got "
-                f"n_components = {self.n_components}, n_samples = {data.n_samples}"
-            )
+        return data
 
     def _check_n_features(self, n_features: int) -> None:
         if n_features != self.n_features_in_:
@@ -250,19 +216,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"X has {n_features} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
-
-    def _maybe_persist(self, data: Dataset) -> Dataset:
-        client = _current_client()
-        if self.persist is False or (client is None and self.persist == "auto"):
-            return data
-        if client is None:
-            return data.persist(lambda arrays: dask.persist(*arrays))
-        if self.persist == "auto" and not data.in_memory:
-            workers = client.scheduler_info(n_workers=-1)["workers"].values()
-            memory = sum(w.get("memory_limit") or 0 for w in workers)
-            if data.array.nbytes > PERSIST_MEMORY_FRACTION * memory:
-                return data
-        return data.persist(client.persist)
 
     # ------------------------------------------------------------------
     # Fitting
@@ -298,17 +251,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self : GaussianMixture
         """
         self._validate_params()
-        # One BLAS thread in this process for the whole fit, not toggled per
-        # pass: see daskgmm._passes.single_threaded_blas (reproducibility).
-        with single_threaded_blas:
-            return self._fit(X, sample_weight, callbacks, resume_from)
+        return self._fit(X, sample_weight, callbacks, resume_from)
 
     def _fit(self, X, sample_weight, callbacks, resume_from) -> GaussianMixture:
         data = self._fit_dataset(X).with_weights(sample_weight)
         self._check_initial_parameters(data.n_features)
         # A checkpoint of another job is refused before any work (persist included).
-        checkpoint = None if resume_from is None else self._open_checkpoint(resume_from, data)
-        data = self._maybe_persist(data)
+        checkpoint = None if resume_from is None else open_checkpoint(
+            resume_from, self.get_params(deep=False), data.fingerprint(), n_init=self.n_init,
+            algorithm=self.algorithm)
+        data = _persisted(data, self.persist)
         callbacks = list(callbacks)
         if self.verbose:
             callbacks.append(self._verbose_callback())
@@ -316,39 +268,28 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if hasattr(callback, "before_fit"):
                 callback.before_fit(self)
         if checkpoint is not None:
-            return self._resume(data, resume_from, checkpoint, callbacks)
+            return self._resume(data, checkpoint, callbacks)
         self.__dict__.pop("_online", None)  # a new fit starts online EM afresh
         if self.algorithm == "online":
             return self._fit_online(data, callbacks)
 
         if self.warm_start and hasattr(self, "converged_"):
             start = EMResult(self._fitted_params(), self.covariances_, self.lower_bound_)
-            self._finish(self._run_em(data, [start], callbacks)[0])
+            (result,) = run_em_many(data, [start], tol=self.tol, reg_covar=self.reg_covar,
+                                    max_iter=self.max_iter, split_every=self.split_every,
+                                    callbacks=callbacks)
+            self._finish(result)
             return self
-        # Every initialisation first, then one EM run that advances all of
-        # them together: each pass over the data serves all n_init models.
-        random_state = check_random_state(self.random_state)
-        starts = []
-        for _ in range(self.n_init):
-            params, covariances = self._initial_parameters(data.with_weights(None), random_state)
-            starts.append(EMResult(params, covariances, -np.inf))
         started = time.perf_counter()
-        results = self._run_em(data, starts, callbacks)
+        (candidates,) = _fit_candidates([self.get_params(deep=False)], data, callbacks)
         if self.verbose and self.max_iter > 0:
-            for init, result in enumerate(results):
+            for init, result in enumerate(candidates):
                 status = "converged" if result.converged else "did not converge"
                 print(f"Initialization {init}: {status} after {result.n_iter} iterations, "
                       f"lower bound {result.lower_bound:.5f}")
             print(f"time lapse {time.perf_counter() - started:.5f}s")
-        # The first of equal lower bounds wins, as in scikit-learn's loop.
-        best = max(range(len(results)), key=lambda i: (results[i].lower_bound, -i))
-        self._finish(results[best])
+        self._finish(_best(candidates))
         return self
-
-    def _run_em(self, data: Dataset, starts: list[EMResult], callbacks) -> list[EMResult]:
-        return run_em_many(data, starts, tol=self.tol, reg_covar=self.reg_covar,
-                           max_iter=self.max_iter, split_every=self.split_every,
-                           callbacks=callbacks)
 
     # ------------------------------------------------------------------
     # Online EM
@@ -382,60 +323,44 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             log-likelihood of this batch under the parameters before its step.
         """
         self._validate_params()
-        with single_threaded_blas:
-            first = not hasattr(self, "_online")
-            if first and not hasattr(self, "converged_"):
-                data = self._fit_dataset(X).with_weights(sample_weight)
-                self._check_initial_parameters(data.n_features)
-                params, covariances = self._initial_parameters(
-                    data.with_weights(None), check_random_state(self.random_state))
-                self._set_fitted(EMResult(params, covariances, -np.inf))
-            else:
-                data = as_dataset(X, self.chunk_size).with_weights(sample_weight)
-                self._check_n_features(data.n_features)
-            self._online_step(data)
+        first = not hasattr(self, "_online")
+        if first and not hasattr(self, "converged_"):
+            data = self._fit_dataset(X).with_weights(sample_weight)
+            self._check_initial_parameters(data.n_features)
+            params, covariances = _initial_parameters(
+                self.get_params(deep=False), data.with_weights(None),
+                check_random_state(self.random_state))
+            self._set_fitted(EMResult(params, covariances, -np.inf))
+        else:
+            data = as_dataset(X, self.chunk_size).with_weights(sample_weight)
+            self._check_n_features(data.n_features)
+        self._online_step(data)
         return self
 
-    def _online_step(self, batch: Dataset) -> float:
-        """E-step on ``batch``, blend, M-step; returns the batch's mean log-likelihood."""
-        from ._online import blend, normalised, shift_stats, step_size
-
-        params = self._fitted_params()
-        running, centres, step = getattr(self, "_online", (None, None, 0))
-        (stats,) = run_pass(batch, estep_chunk, (params,), name="gmm-online-estep",
-                            split_every=self.split_every, combine=combine_many)
-        check_finite_stats(stats, self.covariance_type, iteration=step + 1, params=params)
-        if running is not None:
-            running = shift_stats(running, centres, params.means, self.covariance_type)
-        gamma = step_size(step, self.learning_decay, self.learning_offset)
-        running = blend(running, normalised(stats), gamma)
-        weights, means, covariances = m_step(running, params.means, self.covariance_type,
-                                             self.reg_covar)
-        prec_chol = compute_precision_cholesky(covariances, self.covariance_type)
-        lower_bound = float(stats["loglik"] / stats["n"])
-        history = list(getattr(self, "lower_bounds_", []))[: step] + [lower_bound]
-        self._set_fitted(EMResult(GMMParams(weights, means, prec_chol, self.covariance_type),
-                                  covariances, lower_bound, history, step + 1, False))
-        self._online = (running, params.means, step + 1)
-        return lower_bound
+    def _online_step(self, batch: Dataset) -> None:
+        """One online EM step on ``batch``, continuing this model's running statistics."""
+        current = EMResult(self._fitted_params(), self.covariances_, self.lower_bound_,
+                           list(getattr(self, "lower_bounds_", [])), self.n_iter_, False)
+        result, self._online = online_step(
+            batch, current, getattr(self, "_online", None), reg_covar=self.reg_covar,
+            learning_decay=self.learning_decay, learning_offset=self.learning_offset,
+            split_every=self.split_every)
+        self._set_fitted(result)
 
     def _fit_online(self, data: Dataset, callbacks) -> GaussianMixture:
         """``online_passes`` sweeps of online EM over ``data`` in mini-batches."""
         random_state = check_random_state(self.random_state)
-        params, covariances = self._initial_parameters(data.with_weights(None), random_state)
+        params, covariances = _initial_parameters(self.get_params(deep=False),
+                                                  data.with_weights(None), random_state)
         self._set_fitted(EMResult(params, covariances, -np.inf))
-        if self.batch_size != "auto":
-            data = data.rechunk_rows(self.batch_size)
-        for _ in range(self.online_passes):
-            for index in random_state.permutation(data.n_chunks):
-                started = time.perf_counter()
-                previous = self.lower_bound_
-                lower_bound = self._online_step(data.chunk(index))
-                info = IterationInfo(self.n_iter_, lower_bound, lower_bound - previous,
-                                     time.perf_counter() - started, self._fitted_params(),
-                                     self.covariances_, False, list(self.lower_bounds_))
-                if any([bool(callback(info)) for callback in callbacks]):
-                    return self
+        result, state = run_online_em(
+            data, EMResult(params, covariances, -np.inf), passes=self.online_passes,
+            batch_size=self.batch_size, random_state=random_state, reg_covar=self.reg_covar,
+            learning_decay=self.learning_decay, learning_offset=self.learning_offset,
+            split_every=self.split_every, callbacks=callbacks)
+        self._set_fitted(result)
+        if state is not None:
+            self._online = state
         return self
 
     def _finish(self, best: EMResult) -> None:
@@ -447,80 +372,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
         self._set_fitted(best)
 
-    def _open_checkpoint(self, path, data: Dataset) -> tuple[dict, dict]:
-        """Read a checkpoint and refuse it unless it is this job's, before any work.
-
-        Returns
-        -------
-        arrays, state : dict
-            The checkpoint's arrays and its ``checkpoint`` section.
-
-        Raises
-        ------
-        ValueError
-            Not a checkpoint, ``n_init > 1``, or online EM.
-        CheckpointParamsError
-            Other estimator parameters.
-        CheckpointDataError
-            Other shape, dtype, row chunking, weighting or location.
-        """
-        from .callbacks import check_data, check_params
-        from .persistence import encode_params, read_model_file
-
-        arrays, metadata = read_model_file(path)
-        state = metadata.get("checkpoint")
-        if not isinstance(state, dict):
-            raise ValueError(f"{str(path)!r} is a model file, not a checkpoint; it cannot be resumed.")
-        if self.n_init != 1:
-            raise ValueError("Resuming from a checkpoint needs n_init=1: a checkpoint holds one "
-                             "initialisation's state.")
-        if self.algorithm != "batch":
-            raise ValueError("Resuming from a checkpoint needs algorithm='batch': online EM's "
-                             "running statistics are not saved in checkpoints.")
-        check_params(path, metadata.get("params"), encode_params(self))
-        check_data(path, state.get("data"), data.fingerprint())
-        return arrays, state
-
-    def _resume(self, data: Dataset, path, checkpoint: tuple[dict, dict],
-                callbacks) -> GaussianMixture:
-        """Continue the fit a checkpoint (checked by :meth:`_open_checkpoint`) holds.
-
-        The first resumed pass also takes the data's content digest; a digest
-        that differs from the checkpoint's stops the fit before its statistics
-        are used (no M-step, no callback, no checkpoint written). A finished
-        checkpoint has no iteration left: one pass takes the digest, and the
-        fit ends with the checkpoint's model.
-        """
-        from ._passes import data_digest
-        from .callbacks import check_digest, checkpoint_finished
-
-        arrays, state = checkpoint
-        recorded = state["data"]
-        current = data.fingerprint()
-
-        def verify(digest: str) -> None:
-            check_digest(path, recorded, current, digest)
-
-        params = GMMParams(arrays["weights"], arrays["means"], arrays["precisions_cholesky"],
-                           self.covariance_type)
-        history = [float(v) for v in arrays["lower_bounds"]]
-        result = EMResult(params, arrays["covariances"], float(state["lower_bound"]),
-                          history, int(state["n_iter"]), bool(state["converged"]))
-        if checkpoint_finished(state) or result.converged or result.n_iter >= self.max_iter:
-            verify(data_digest(data, self.split_every))
-        else:
-            result = run_em(
-                data, params, arrays["covariances"],
-                tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
-                split_every=self.split_every, lower_bound=result.lower_bound,
-                callbacks=callbacks, start_iter=result.n_iter, history=history,
-                check_digest=verify,
-            )
-        self._finish(result)
+    def _resume(self, data: Dataset, checkpoint: CheckpointState, callbacks) -> GaussianMixture:
+        """Continue the fit that a checkpoint (checked by :func:`open_checkpoint`) holds."""
+        self._finish(resume_em(data, checkpoint, tol=self.tol, reg_covar=self.reg_covar,
+                               max_iter=self.max_iter, split_every=self.split_every,
+                               callbacks=callbacks))
         return self
 
     def fit_predict(self, X, y=None):
         """Fit, then label ``X`` with the fitted model (one more pass).
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
+            As in :meth:`fit`.
+        y : Ignored
 
         Returns
         -------
@@ -530,71 +396,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self.fit(X).predict(X)
 
     def _check_initial_parameters(self, n_features: int) -> None:
-        k = self.n_components
-        if self.weights_init is not None:
-            weights = _checked_array(self.weights_init, (k,), "weights")
-            if not np.isfinite(weights).all():
-                raise ValueError("The parameter 'weights' contains NaN or infinity; weights_init "
-                                 "must be finite proportions in [0, 1] that sum to 1.")
-            # scikit-learn's sentences first, to the letter (its own tests match them; the
-            # range one prints the minimum as "max value" and the maximum as "min value"),
-            # then a clearer one.
-            if np.any(weights < 0) or np.any(weights > 1):
-                raise ValueError(
-                    "The parameter 'weights' should be in the range [0, 1], but got max "
-                    f"value {weights.min():.5f}, min value {weights.max():.5f}. The weights "
-                    f"range from {weights.min():.6g} to {weights.max():.6g}; each must lie in "
-                    "[0, 1]."
-                )
-            # scikit-learn's tolerance: 1e-6 for float32 weights, 1e-8 otherwise.
-            atol = 1e-6 if np.asarray(self.weights_init).dtype == np.float32 else 1e-8
-            if not np.allclose(np.abs(1.0 - weights.sum()), 0.0, atol=atol):
-                raise ValueError(
-                    "The parameter 'weights' should be normalized, but got sum(weights) = "
-                    f"{weights.sum():.5f}. The weights must sum to 1 (within {atol:g}): "
-                    "divide them by their sum."
-                )
-        if self.means_init is not None:
-            _checked_array(self.means_init, (k, n_features), "means")
-        if self.precisions_init is not None:
-            shape = {
-                "full": (k, n_features, n_features),
-                "tied": (n_features, n_features),
-                "diag": (k, n_features),
-                "spherical": (k,),
-            }[self.covariance_type]
-            precisions = _checked_array(self.precisions_init, shape, f"{self.covariance_type} precision")
-            if self.covariance_type in ("diag", "spherical"):
-                if np.any(precisions <= 0):
-                    raise ValueError(f"'{self.covariance_type} precision' should be positive")
-            else:
-                matrices = precisions.reshape(-1, n_features, n_features)
-                if not np.allclose(matrices, np.swapaxes(matrices, 1, 2)) or np.any(
-                    np.linalg.eigvalsh(matrices) <= 0
-                ):
-                    raise ValueError(
-                        f"'{self.covariance_type} precision' should be symmetric, positive-definite"
-                    )
+        """scikit-learn's own checks of ``weights_init``, ``means_init`` and ``precisions_init``.
 
-    def _initial_parameters(self, data: Dataset, random_state) -> tuple[GMMParams, np.ndarray]:
-        ct = self.covariance_type
-        weights = means = covariances = None
-        if self.weights_init is None or self.means_init is None or self.precisions_init is None:
-            init = initial_stats(data, self.init_params, self.n_components, ct,
-                                 random_state, self.split_every)
-            weights, means, covariances = m_step(
-                init.stats, init.centres, ct, self.reg_covar, weight_normaliser=data.n_samples
-            )
-        if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=np.float64)
-        if self.means_init is not None:
-            means = np.asarray(self.means_init, dtype=np.float64)
-        if self.precisions_init is None:
-            prec_chol = compute_precision_cholesky(covariances, ct)
-        else:
-            prec_chol = precision_cholesky_from_precisions(self.precisions_init, ct)
-            covariances = covariances_from_cholesky(prec_chol, ct)
-        return GMMParams(weights, means, prec_chol, ct), covariances
+        Its messages come first, to the letter (its tests match them), then a
+        sentence that says what the parameter must be.
+        """
+        _check_initial_parameters_as_sklearn(self.get_params(deep=False), n_features)
 
     def _verbose_callback(self):
         def report(info: IterationInfo) -> None:
@@ -617,10 +424,34 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.n_iter_ = result.n_iter
         self.lower_bound_ = result.lower_bound
         self.lower_bounds_ = list(result.lower_bounds)
+        self.n_features_in_ = params.n_features
 
     def _fitted_params(self) -> GMMParams:
         check_is_fitted(self)
         return GMMParams(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
+
+    def _fitted_model(self) -> FittedModel:
+        """This fitted model as plain data, for model files."""
+        check_is_fitted(self)
+        return FittedModel(
+            params=self.get_params(deep=False), weights=self.weights_, means=self.means_,
+            covariances=self.covariances_, precisions_cholesky=self.precisions_cholesky_,
+            lower_bounds=list(self.lower_bounds_), converged=self.converged_,
+            n_iter=self.n_iter_, lower_bound=self.lower_bound_, n_features=self.n_features_in_,
+        )
+
+    @classmethod
+    def _from_fitted_model(cls, fitted: FittedModel) -> GaussianMixture:
+        """The fitted estimator that plain data (a model file's contents) describe."""
+        model = cls(**fitted.params)
+        model._set_fitted(EMResult(
+            GMMParams(fitted.weights, fitted.means, fitted.precisions_cholesky,
+                      model.covariance_type),
+            fitted.covariances, fitted.lower_bound, list(fitted.lower_bounds), fitted.n_iter,
+            fitted.converged,
+        ))
+        model.n_features_in_ = fitted.n_features
+        return model
 
     # ------------------------------------------------------------------
     # Prediction and scoring
@@ -648,12 +479,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         # two outputs in one graph must never share keys.
         name = f"gmm-{kind}-{tokenize(params_token, data.array.name, kind)}"
         if kind == "proba":
-            return data.array.map_blocks(
-                checked_block, kernel, params_key, chunks=(data.array.chunks[0], (self.n_components,)),
-                dtype=np.float64, name=name,
+            return da.map_blocks(
+                checked_block, data.array, kernel, params_key,
+                chunks=(data.array.chunks[0], (self.n_components,)), dtype=np.float64, name=name,
             )
-        return data.array.map_blocks(
-            checked_block, kernel, params_key, drop_axis=1,
+        return da.map_blocks(
+            checked_block, data.array, kernel, params_key, drop_axis=1,
             dtype=np.int64 if kind == "labels" else np.float64, name=name,
         )
 
@@ -682,50 +513,62 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return tokenize(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
 
     def score_samples(self, X):
-        """Log-likelihood of each sample.
+        """Log-likelihood of each sample under the mixture.
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, dask DataFrame, xarray.DataArray, zarr.Array or path \
+of shape (n_samples, n_features)
+            The rows to score. Out-of-core input is read chunk by chunk.
 
         Returns
         -------
-        log_prob : ndarray or dask.array.Array of shape (n_samples,)
-            Lazy for dask and Zarr input.
+        log_prob : ndarray, dask.array.Array or dask Series of shape (n_samples,)
+            ``log p(x)`` of each row. Lazy for out-of-core input: a dask array
+            with X's row chunks (a dask Series with X's index for a dask
+            DataFrame), whose graph keys name the parameters and the input.
+
+        Raises
+        ------
+        daskgmm.NonFiniteError
+            A row's log-likelihood is not finite (values that overflow float64).
         """
         return self._map(X, log_likelihood_block, "score-samples")
 
     def predict(self, X):
         """The most probable component of each sample.
 
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, dask DataFrame, xarray.DataArray, zarr.Array or path \
+of shape (n_samples, n_features)
+            The rows to label. Out-of-core input is read chunk by chunk.
+
         Returns
         -------
-        labels : ndarray or dask.array.Array of shape (n_samples,)
-            Lazy for dask and Zarr input.
+        labels : ndarray, dask.array.Array or dask Series of shape (n_samples,)
+            Component index of each row (int64). Lazy for out-of-core input,
+            as in :meth:`score_samples`.
         """
         return self._map(X, labels_block, "labels")
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.
 
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, dask DataFrame, xarray.DataArray, zarr.Array or path \
+of shape (n_samples, n_features)
+            The rows to assign. Out-of-core input is read chunk by chunk.
+
         Returns
         -------
-        resp : ndarray or dask.array.Array of shape (n_samples, n_components)
-            Lazy for dask and Zarr input.
+        resp : ndarray, dask.array.Array or dask DataFrame of shape (n_samples, n_components)
+            Each row sums to one. Lazy for out-of-core input, as in
+            :meth:`score_samples` (one column chunk; a DataFrame with a column
+            per component for a dask DataFrame).
         """
         return self._map(X, proba_block, "proba")
-
-    def _total_loglik(self, X, sample_weight=None) -> tuple[float, float]:
-        """Summed (weighted) log-likelihood of ``X`` and the total weight (rows if unweighted)."""
-        params = self._fitted_params()
-        if not _is_out_of_core_input(X):
-            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-            log_prob = log_likelihood_block(X, params)
-            if sample_weight is None:
-                return float(log_prob.sum()), X.shape[0]
-            weights = as_sample_weight(sample_weight, (X.shape[0],)).compute()
-            return float(log_prob @ weights), float(weights.sum())
-        _check_lazy_feature_names(self, X, reset=False)
-        data = as_dataset(X, self.chunk_size).with_weights(sample_weight)
-        self._check_n_features(data.n_features)
-        (result,) = total_loglik(data, [params], self.split_every)
-        return float(result["loglik"]), float(result["n"])
 
     def score(self, X, y=None, sample_weight=None) -> float:
         """Mean (weighted) log-likelihood of the data under the model (one pass).
@@ -741,32 +584,61 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         log_likelihood : float
         """
-        total, n = self._total_loglik(X, sample_weight)
+        ((total, n),) = _total_logliks([self], X, sample_weight)
         return total / n
 
-    def _n_parameters(self) -> int:
-        n_features = self.means_.shape[1]
-        k = self.n_components
-        cov_params = {
-            "full": k * n_features * (n_features + 1) / 2.0,
-            "diag": k * n_features,
-            "tied": n_features * (n_features + 1) / 2.0,
-            "spherical": k,
-        }[self.covariance_type]
-        return int(cov_params + n_features * k + k - 1)
+    def information_criteria(self, X, sample_weight=None) -> dict[str, float]:
+        """Log-likelihood, BIC and AIC of ``X`` under the model, from one pass.
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
+        sample_weight : array-like, dask.array.Array, zarr.Array or path of shape (n_samples,), optional
+            As in :meth:`fit`: the log-likelihood is the weighted sum, and the
+            number of samples is the total weight.
+
+        Returns
+        -------
+        dict
+            ``log_likelihood`` (mean per unit weight, as :meth:`score`),
+            ``n_samples``, ``bic`` and ``aic``.
+        """
+        return information_criteria_many([self], X, sample_weight)[0]
 
     def bic(self, X) -> float:
-        """Bayesian information criterion on ``X`` (one pass); lower is better."""
-        total, n = self._total_loglik(X)
-        return -2 * total + self._n_parameters() * np.log(n)
+        """Bayesian information criterion on ``X`` (one pass); lower is better.
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
+
+        Returns
+        -------
+        bic : float
+            ``-2 log L + p log n``, with ``p`` free parameters (:func:`daskgmm._params.n_parameters`).
+        """
+        return self.information_criteria(X)["bic"]
 
     def aic(self, X) -> float:
-        """Akaike information criterion on ``X`` (one pass); lower is better."""
-        total, _ = self._total_loglik(X)
-        return -2 * total + 2 * self._n_parameters()
+        """Akaike information criterion on ``X`` (one pass); lower is better.
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
+
+        Returns
+        -------
+        aic : float
+            ``-2 log L + 2 p``.
+        """
+        return self.information_criteria(X)["aic"]
 
     def sample(self, n_samples: int = 1):
         """Draw samples from the fitted mixture, as scikit-learn's ``sample`` does.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
 
         Returns
         -------
@@ -777,7 +649,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self.to_sklearn().sample(n_samples)
 
     def to_sklearn(self) -> SklearnGaussianMixture:
-        """An equivalent, fitted :class:`sklearn.mixture.GaussianMixture`."""
+        """An equivalent, fitted :class:`sklearn.mixture.GaussianMixture`.
+
+        Returns
+        -------
+        sklearn.mixture.GaussianMixture
+            With this model's shared parameters and fitted attributes (in memory).
+        """
         check_is_fitted(self)
         sk_params = SklearnGaussianMixture().get_params()
         model = SklearnGaussianMixture(**{k: v for k, v in self.get_params().items() if k in sk_params})
@@ -787,11 +665,95 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return model
 
 
-def _checked_array(value, shape: tuple[int, ...], name: str) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float64)
-    if array.shape != shape:
-        raise ValueError(f"The parameter '{name}' should have the shape of {shape}, but got {array.shape}")
-    return array
+def save_model(model: GaussianMixture, path: str | os.PathLike, *, overwrite: bool = True,
+               metadata: dict[str, Any] | None = None) -> Path:
+    """Save a fitted :class:`GaussianMixture` to ``path`` (a ``.npz`` file), atomically.
+
+    Every constructor parameter is recorded (see :mod:`daskgmm.persistence`),
+    so ``load_model(path).get_params()`` equals ``model.get_params()``. The
+    file holds numbers and JSON only: loading it runs no code.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        A fitted model.
+    path : str or os.PathLike
+    overwrite : bool, default=True
+        Replace a file at ``path``; otherwise raise :class:`daskgmm.OutputExistsError`.
+    metadata : dict, optional
+        More metadata sections to record, such as ``selection`` (the table
+        of ``daskgmm select``); each is checked against the model file schema.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        A parameter cannot be recorded: a ``random_state`` that is a
+        ``RandomState`` over another bit generator than MT19937, say.
+    """
+    return write_fitted_model(path, model._fitted_model(), overwrite=overwrite,
+                              **(metadata or {}))
+
+
+def load_model(path: str | os.PathLike) -> GaussianMixture:
+    """Load a model saved by :func:`save_model`. Runs no code from the file (no pickle).
+
+    The file is checked against the model file schema first.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    GaussianMixture
+        Fitted, with every constructor parameter as saved.
+
+    Raises
+    ------
+    FileNotFoundError
+    daskgmm.ModelFileError
+        Not a valid daskgmm model file; the message names each field that is wrong.
+    """
+    return GaussianMixture._from_fitted_model(read_fitted_model(path))
+
+
+_INITIAL_PARAMETER_ADVICE = {
+    "weights_init": "weights_init must be {k} finite proportions in [0, 1] that sum to 1.",
+    "means_init": "means_init must be a finite array of shape (n_components, n_features) = "
+                  "({k}, {d}).",
+    "precisions_init": "precisions_init must hold finite, symmetric positive-definite "
+                       "precisions of the shape covariance_type={ct!r} gives.",
+}
+
+
+def _check_initial_parameters_as_sklearn(params: dict[str, Any], n_features: int) -> None:
+    """Run :meth:`sklearn.mixture.GaussianMixture._check_parameters` on these parameters.
+
+    One parameter at a time, so that the sentence appended to scikit-learn's
+    message names the parameter at fault.
+    """
+    from sklearn.utils._array_api import get_namespace
+
+    # scikit-learn >= 1.8 passes its array namespace through; 1.6 takes X alone.
+    takes_xp = "xp" in inspect.signature(SklearnGaussianMixture._check_parameters).parameters
+    X = np.empty((1, n_features))
+    extra = {"xp": get_namespace(X)[0]} if takes_xp else {}
+    for name, advice in _INITIAL_PARAMETER_ADVICE.items():
+        if params[name] is None:
+            continue
+        sk_model = SklearnGaussianMixture(n_components=params["n_components"],
+                                          covariance_type=params["covariance_type"],
+                                          init_params="random", **{name: params[name]})
+        try:
+            sk_model._check_parameters(X, **extra)
+        except ValueError as error:
+            sentence = advice.format(k=params["n_components"], d=n_features,
+                                     ct=params["covariance_type"])
+            raise ValueError(f"{str(error).rstrip('.')}. {sentence}") from None
 
 
 def _current_client():
@@ -859,32 +821,146 @@ def fit_many(models, X, *, sample_weight=None, callbacks=()) -> list[GaussianMix
         raise TypeError("fit_many takes a non-empty sequence of daskgmm.GaussianMixture models.")
     first = models[0]
     callbacks = list(callbacks)
-    with single_threaded_blas:
-        for model in models:
-            model._validate_params()
-        _before_fit_many(models, callbacks)
-        data = first._maybe_persist(first._fit_dataset(X).with_weights(sample_weight))
-        owners, starts = [], []
-        for index, model in enumerate(models):
-            if model is not first:
-                model._fit_dataset_checks(data)
-            model._check_initial_parameters(data.n_features)
-            random_state = check_random_state(model.random_state)
-            for _ in range(model.n_init):
-                params, covariances = model._initial_parameters(data.with_weights(None), random_state)
-                starts.append(EMResult(params, covariances, -np.inf))
-                owners.append(index)
-        results = run_em_many(
-            data, starts,
-            tol=[models[o].tol for o in owners], reg_covar=[models[o].reg_covar for o in owners],
-            max_iter=[models[o].max_iter for o in owners], split_every=first.split_every,
-            callbacks=callbacks,
-        )
-    for index, model in enumerate(models):
-        candidates = [(r.lower_bound, -i, r) for i, (o, r) in enumerate(zip(owners, results, strict=True))
-                      if o == index]
-        model._finish(max(candidates, key=lambda c: c[:2])[2])
+    for model in models:
+        model._validate_params()
+    _before_fit_many(models, callbacks)
+    data = first._fit_dataset(X).with_weights(sample_weight)
+    for model in models:
+        _check_fit_data(data, model.n_components)
+    data = _persisted(data, first.persist)
+    candidates = _fit_candidates([model.get_params(deep=False) for model in models], data,
+                                 callbacks)
+    for model, results in zip(models, candidates, strict=True):
+        model._finish(_best(results))
     return models
+
+
+def information_criteria_many(models, X, sample_weight=None) -> list[dict[str, float]]:
+    """:meth:`GaussianMixture.information_criteria` of several fitted models, from one pass.
+
+    Parameters
+    ----------
+    models : sequence of GaussianMixture
+        Fitted models of the same number of features; ``chunk_size`` and
+        ``split_every`` are taken from the first.
+    X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
+    sample_weight : array-like, dask.array.Array, zarr.Array or path of shape (n_samples,), optional
+
+    Returns
+    -------
+    list of dict
+        Per model: ``log_likelihood`` (mean per unit weight), ``n_samples``
+        (the total weight), ``bic`` and ``aic``.
+    """
+    models = list(models)
+    out = []
+    for model, (total, n) in zip(models, _total_logliks(models, X, sample_weight), strict=True):
+        p = n_parameters(model.n_components, model.n_features_in_, model.covariance_type)
+        out.append({"log_likelihood": total / n, "n_samples": n,
+                    **information_criteria(total, n, p)})
+    return out
+
+
+def _total_logliks(models: list[GaussianMixture], X, sample_weight) -> list[tuple[float, float]]:
+    """Each model's summed (weighted) log-likelihood of ``X`` and the total weight, one pass."""
+    params = [model._fitted_params() for model in models]
+    first = models[0]
+    if not _is_out_of_core_input(X):
+        X = validate_data(first, X, reset=False, dtype=[np.float64, np.float32])
+        for model in models[1:]:
+            model._check_n_features(X.shape[1])
+        if sample_weight is None:
+            weights, n = None, float(X.shape[0])
+        else:
+            weights = as_sample_weight(sample_weight, (X.shape[0],)).compute()
+            n = float(weights.sum())
+        totals = []
+        for p in params:
+            log_prob = log_likelihood_block(X, p)
+            totals.append(float(log_prob.sum() if weights is None else log_prob @ weights))
+        return [(total, n) for total in totals]
+    for model in models:
+        _check_lazy_feature_names(model, X, reset=False)
+    data = as_dataset(X, first.chunk_size).with_weights(sample_weight)
+    for model in models:
+        model._check_n_features(data.n_features)
+    results = total_loglik(data, params, first.split_every)
+    return [(float(r["loglik"]), float(r["n"])) for r in results]
+
+
+def _check_fit_data(data: Dataset, n_components: int) -> None:
+    """Refuse data with too few rows for a fit (scikit-learn's messages)."""
+    if data.n_samples < 2:
+        raise ValueError(
+            f"Found array with {data.n_samples} sample(s) (shape={data.array.shape}) "
+            "while a minimum of 2 is required by GaussianMixture."
+        )
+    if data.n_samples < n_components:
+        raise ValueError(
+            "Expected n_samples >= n_components but got "
+            f"n_components = {n_components}, n_samples = {data.n_samples}"
+        )
+
+
+def _persisted(data: Dataset, persist: bool | str) -> Dataset:
+    """The data kept in (cluster) memory for the fit, or as they are (see ``persist``)."""
+    client = _current_client()
+    if persist is False or (client is None and persist == "auto"):
+        return data
+    if client is None:
+        return data.persist(lambda arrays: dask.persist(*arrays))
+    if persist == "auto" and not data.in_memory:
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        memory = sum(w.get("memory_limit") or 0 for w in workers)
+        if data.array.nbytes > PERSIST_MEMORY_FRACTION * memory:
+            return data
+    return data.persist(client.persist)
+
+
+def _initial_parameters(params: dict[str, Any], data: Dataset,
+                        random_state: np.random.RandomState) -> tuple[GMMParams, np.ndarray]:
+    """A model's initial parameters, given its constructor parameters (one candidate)."""
+    return initial_parameters(
+        data, params["init_params"], params["n_components"], params["covariance_type"],
+        params["reg_covar"], random_state, params["split_every"],
+        weights_init=params["weights_init"], means_init=params["means_init"],
+        precisions_init=params["precisions_init"],
+    )
+
+
+def _fit_candidates(models: list[dict[str, Any]], data: Dataset, callbacks) -> list[list[EMResult]]:
+    """EM from every initialisation of every model, all advanced together in shared passes.
+
+    Parameters
+    ----------
+    models : list of dict
+        Each model's constructor parameters; model ``i`` has ``n_init`` candidates.
+
+    Returns
+    -------
+    list of list of EMResult
+        Each model's candidates, in order.
+    """
+    owners, starts = [], []
+    for index, params in enumerate(models):
+        random_state = check_random_state(params["random_state"])
+        for _ in range(params["n_init"]):
+            start, covariances = _initial_parameters(params, data.with_weights(None), random_state)
+            starts.append(EMResult(start, covariances, -np.inf))
+            owners.append(index)
+    results = run_em_many(
+        data, starts, tol=[models[o]["tol"] for o in owners],
+        reg_covar=[models[o]["reg_covar"] for o in owners],
+        max_iter=[models[o]["max_iter"] for o in owners], split_every=models[0]["split_every"],
+        callbacks=callbacks,
+    )
+    return [[r for o, r in zip(owners, results, strict=True) if o == index]
+            for index in range(len(models))]
+
+
+def _best(candidates: list[EMResult]) -> EMResult:
+    """The candidate of the highest lower bound; the first of equal ones, as in scikit-learn."""
+    return max(enumerate(candidates), key=lambda c: (c[1].lower_bound, -c[0]))[1]
 
 
 def _before_fit_many(models: list[GaussianMixture], callbacks: list) -> None:

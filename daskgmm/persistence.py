@@ -28,10 +28,10 @@ defaults for those.
 Model files and checkpoints are built by one function,
 :func:`model_file_contents`, and checked by one declared schema,
 :class:`ModelFile` (pydantic): the builder validates what it builds and every
-reader (:func:`read_model_file`, so :func:`load_model`, ``daskgmm info`` and
+reader (:func:`read_model_file`, so :func:`daskgmm.load_model`, ``daskgmm info`` and
 resuming a checkpoint) validates what it reads, before use. A file that fails
 raises :class:`ModelFileError` naming each wrong field. Files are written to a temporary name in the
-destination folder, flushed, then put in place (:func:`daskgmm.outputs.atomic_write_bytes`),
+destination folder, flushed, then put in place (:func:`daskgmm._files.atomic_write_bytes`),
 so a crash never leaves a partial file and never damages the previous good one.
 """
 
@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -55,8 +56,9 @@ from pydantic import (
     model_validator,
 )
 
+from ._files import atomic_write_bytes
+from ._param_constraints import accepts_bool, parameter_names
 from .exceptions import ModelFileError
-from .outputs import atomic_write_bytes
 
 FORMAT = "daskgmm-model"
 FORMAT_VERSION = 1
@@ -79,19 +81,13 @@ def dependency_versions() -> dict[str, str]:
     return out
 
 
-def _parameter_names() -> list[str]:
-    """The constructor parameters of ``GaussianMixture``, the schema of ``params``."""
-    from .estimator import GaussianMixture
-
-    return GaussianMixture._get_param_names()
-
-
-def encode_params(model) -> dict[str, Any]:
+def encode_params(params: dict[str, Any]) -> dict[str, Any]:
     """Every constructor parameter of ``model`` as JSON values (see the module docstring).
 
     Parameters
     ----------
-    model : GaussianMixture
+    params : dict
+        Constructor parameters by name, as ``get_params(deep=False)`` gives them.
 
     Returns
     -------
@@ -106,7 +102,7 @@ def encode_params(model) -> dict[str, Any]:
         an ``*_init`` that is not an array of numbers, any other object.
     """
     return {name: _encode_param(name, value)
-            for name, value in model.get_params(deep=False).items()}
+            for name, value in params.items()}
 
 
 def _encode_param(name: str, value: Any) -> Any:
@@ -179,7 +175,7 @@ def _decode_params(params: Any) -> dict[str, Any]:
     (``params.<name>``), for the model file schema."""
     if not isinstance(params, dict):
         raise ValueError(f"params: not a table of parameters (got a {type(params).__name__}).")
-    names = _parameter_names()
+    names = parameter_names()
     unknown = sorted(set(params) - set(names))
     if unknown:
         raise ValueError(f"params: parameters this daskgmm does not know: {unknown}. "
@@ -190,7 +186,7 @@ def _decode_params(params: Any) -> dict[str, Any]:
             decoded[name] = _decode_array(name, value)
         elif name == "random_state" and isinstance(value, dict):
             decoded[name] = _decode_random_state(value)
-        elif isinstance(value, bool) and not _accepts_bool(name):
+        elif isinstance(value, bool) and not accepts_bool(name):
             # sklearn's integer and real intervals accept True (a bool is an int).
             raise ValueError(f"params.{name}: a boolean ({value}) where a number or a string "
                              "is expected.")
@@ -201,14 +197,6 @@ def _decode_params(params: Any) -> dict[str, Any]:
         else:
             raise ValueError(f"params.{name}: invalid value {value!r}.")
     return decoded
-
-
-def _accepts_bool(name: str) -> bool:
-    """Whether ``GaussianMixture``'s declared constraints for ``name`` allow a boolean."""
-    from .estimator import GaussianMixture
-
-    constraints = GaussianMixture._parameter_constraints.get(name, [])
-    return any(c in ("boolean", "verbose") for c in constraints if isinstance(c, str))
 
 
 def _decode_array(name: str, value: Any) -> np.ndarray:
@@ -565,6 +553,38 @@ def validate_model_file(arrays: dict[str, Any], metadata: Any,
                              f"{_problems(error)}") from None
 
 
+@dataclass(frozen=True)
+class FittedModel:
+    """A fitted mixture as a model file holds it: plain data, no estimator.
+
+    The estimator builds itself from one (:func:`daskgmm.load_model`) and
+    describes itself as one (:func:`daskgmm.save_model`), so this module
+    never imports the estimator.
+
+    Attributes
+    ----------
+    params : dict
+        Every constructor parameter by name, as Python values.
+    weights, means, covariances, precisions_cholesky : ndarray
+        Shaped as the estimator's fitted attributes.
+    lower_bounds : list of float
+        The mean log-likelihood after each iteration.
+    converged, n_iter, lower_bound, n_features
+        The fitted ``converged_``, ``n_iter_``, ``lower_bound_`` and ``n_features_in_``.
+    """
+
+    params: dict[str, Any]
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+    lower_bounds: list[float]
+    converged: bool
+    n_iter: int
+    lower_bound: float
+    n_features: int
+
+
 def model_file_contents(
     params: dict[str, Any],
     *,
@@ -632,14 +652,13 @@ def model_file_contents(
     return arrays, metadata
 
 
-def model_arrays_and_metadata(model, extra: dict | None = None) -> tuple[dict, dict]:
-    """The arrays and metadata that describe a fitted ``GaussianMixture``.
+def fitted_model_contents(fitted: FittedModel, **sections: Any) -> tuple[dict, dict]:
+    """The arrays and metadata of a model file that holds ``fitted``.
 
     Parameters
     ----------
-    model : GaussianMixture
-        A fitted model.
-    extra : dict, optional
+    fitted : FittedModel
+    **sections
         More metadata sections (``selection``).
 
     Returns
@@ -651,12 +670,14 @@ def model_arrays_and_metadata(model, extra: dict | None = None) -> tuple[dict, d
     ------
     ValueError
         A parameter cannot be recorded (see :func:`encode_params`).
+    ModelFileError
+        The contents fail the schema (see :func:`model_file_contents`).
     """
     return model_file_contents(
-        encode_params(model), weights=model.weights_, means=model.means_,
-        covariances=model.covariances_, precisions_cholesky=model.precisions_cholesky_,
-        lower_bounds=model.lower_bounds_, converged=model.converged_, n_iter=model.n_iter_,
-        lower_bound=model.lower_bound_, n_features=model.n_features_in_, **(extra or {}),
+        encode_params(fitted.params), weights=fitted.weights, means=fitted.means,
+        covariances=fitted.covariances, precisions_cholesky=fitted.precisions_cholesky,
+        lower_bounds=fitted.lower_bounds, converged=fitted.converged, n_iter=fitted.n_iter,
+        lower_bound=fitted.lower_bound, n_features=fitted.n_features, **sections,
     )
 
 
@@ -673,7 +694,7 @@ def write_model_file(path: str | os.PathLike, arrays: dict, metadata: dict, *,
         JSON-able.
     overwrite : bool, default=True
         Replace a file at ``path``; otherwise raise
-        :class:`daskgmm.outputs.OutputExistsError`, even for a file that
+        :class:`daskgmm.OutputExistsError`, even for a file that
         appeared while this one was written.
 
     Returns
@@ -681,7 +702,8 @@ def write_model_file(path: str | os.PathLike, arrays: dict, metadata: dict, *,
     Path
     """
     blob = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
-    payload = {"__metadata__": blob, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}}
+    payload: dict[str, Any] = {"__metadata__": blob,
+                               **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}}
     return atomic_write_bytes(path, lambda f: np.savez(f, **payload), overwrite=overwrite)
 
 
@@ -745,62 +767,32 @@ def _read_validated(path: str | os.PathLike) -> tuple[dict, dict, ModelFile]:
     return contents, metadata, validated
 
 
-def save_model(model, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
-    """Save a fitted :class:`daskgmm.GaussianMixture` to ``path`` (a ``.npz`` file), atomically.
-
-    Every constructor parameter is recorded (see the module docstring), so
-    ``load_model(path).get_params()`` equals ``model.get_params()``.
+def write_fitted_model(path: str | os.PathLike, fitted: FittedModel, *, overwrite: bool = True,
+                       **sections: Any) -> Path:
+    """Write a model file that holds ``fitted``, atomically.
 
     Parameters
     ----------
-    model : GaussianMixture
-        A fitted model.
     path : str or os.PathLike
+    fitted : FittedModel
     overwrite : bool, default=True
         Replace a file at ``path``; otherwise raise
-        :class:`daskgmm.outputs.OutputExistsError`.
+        :class:`daskgmm.OutputExistsError`.
+    **sections
+        More metadata sections (``selection``).
 
     Returns
     -------
     Path
-
-    Raises
-    ------
-    ValueError
-        A parameter cannot be recorded: a ``random_state`` that is a
-        ``RandomState`` over another bit generator than MT19937, say.
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(model)
-    arrays, metadata = model_arrays_and_metadata(model)
+    arrays, metadata = fitted_model_contents(fitted, **sections)
     return write_model_file(path, arrays, metadata, overwrite=overwrite)
 
 
-def _model_from(contents: ModelFile):
-    """The fitted ``GaussianMixture`` that validated contents describe."""
-    from ._kernels import precisions_from_cholesky
-    from .estimator import GaussianMixture
+def read_fitted_model(path: str | os.PathLike) -> FittedModel:
+    """The fitted mixture a model file (or checkpoint) holds, checked against the schema.
 
-    model = GaussianMixture(**contents.metadata.decoded_params)
-    fitted = contents.metadata.fitted
-    model.weights_ = contents.weights
-    model.means_ = contents.means
-    model.covariances_ = contents.covariances
-    model.precisions_cholesky_ = contents.precisions_cholesky
-    model.precisions_ = precisions_from_cholesky(model.precisions_cholesky_, model.covariance_type)
-    model.converged_ = fitted.converged_
-    model.n_iter_ = fitted.n_iter_
-    model.lower_bound_ = fitted.lower_bound_
-    model.lower_bounds_ = [float(v) for v in contents.lower_bounds]
-    model.n_features_in_ = fitted.n_features_in_
-    return model
-
-
-def load_model(path: str | os.PathLike):
-    """Load a model saved by :func:`save_model`. Runs no code from the file (no pickle).
-
-    The file is checked against the schema first (:class:`ModelFile`).
+    Runs no code from the file (no pickle).
 
     Parameters
     ----------
@@ -808,7 +800,7 @@ def load_model(path: str | os.PathLike):
 
     Returns
     -------
-    GaussianMixture
+    FittedModel
 
     Raises
     ------
@@ -816,7 +808,28 @@ def load_model(path: str | os.PathLike):
     ModelFileError
         Not a valid daskgmm model file; the message names each field that is wrong.
     """
-    return _model_from(_read_validated(path)[2])
+    return read_fitted_model_and_metadata(path)[0]
+
+
+def read_fitted_model_and_metadata(path: str | os.PathLike) -> tuple[FittedModel, dict]:
+    """:func:`read_fitted_model` and the file's whole metadata, from one read of the file.
+
+    Returns
+    -------
+    fitted : FittedModel
+    metadata : dict
+        With its ``checkpoint`` and ``selection`` sections, if any.
+    """
+    _, metadata, contents = _read_validated(path)
+    fitted = contents.metadata.fitted
+    return FittedModel(
+        params=contents.metadata.decoded_params,
+        weights=contents.weights, means=contents.means, covariances=contents.covariances,
+        precisions_cholesky=contents.precisions_cholesky,
+        lower_bounds=[float(v) for v in contents.lower_bounds],
+        converged=fitted.converged_, n_iter=fitted.n_iter_, lower_bound=fitted.lower_bound_,
+        n_features=fitted.n_features_in_,
+    ), metadata
 
 
 def model_summary(path: str | os.PathLike) -> dict:

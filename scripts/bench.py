@@ -44,6 +44,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -244,7 +245,7 @@ def out_of_core_rows(scale: float) -> int:
 
 
 def make_out_of_core_data(directory: Path, n: int) -> Path:
-    from daskgmm.synthetic import make_mixture_zarr
+    from daskgmm.jobs.synthetic import make_mixture_zarr
 
     path = directory / f"case-d-{n}.zarr"
     if not path.exists():
@@ -269,7 +270,7 @@ def run_out_of_core(path: str, mode: str, n_workers: int, repeats: int) -> dict:
     else:
         from distributed import Client
 
-        from daskgmm.cluster import local_cluster
+        from daskgmm.jobs.cluster import local_cluster
 
         with local_cluster(n_workers=n_workers, threads_per_worker=1,
                            memory_limit=WORKER_MEMORY, dashboard_address=None) as cluster, \
@@ -307,7 +308,8 @@ def gemm_gflops(threads: int = 2, n: int = 2048) -> float:
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def _subprocess(args: list[str]) -> dict:
+def _subprocess(args: list[Any]) -> dict:
+    """Run one (library, case) in a fresh interpreter; ``args`` go through JSON, types kept."""
     cmd = [sys.executable, __file__, "--worker", json.dumps(args)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -326,7 +328,7 @@ def run_sweep(path: str) -> dict:
     from distributed import Client
 
     from daskgmm import GaussianMixture, fit_many, open_zarr_array
-    from daskgmm.cluster import local_cluster
+    from daskgmm.jobs.cluster import local_cluster
 
     X = open_zarr_array(path, "X")
     chunk = np.asarray(X[:OUT_OF_CORE_CHUNK_ROWS])

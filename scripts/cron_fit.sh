@@ -51,7 +51,7 @@ echo "== $(date -u +%FT%TZ) daskgmm job, config $config"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 has_daskgmm() {  # from /, so that a daskgmm folder in the current directory does not count
-    (cd / && "$1" -c "import daskgmm.cli, daskgmm.estimator") >/dev/null 2>&1
+    (cd / && "$1" -c "import daskgmm.jobs.cli, daskgmm.estimator") >/dev/null 2>&1
 }
 if [ -n "${DASKGMM_PYTHON:-}" ]; then
     python=$DASKGMM_PYTHON
@@ -75,12 +75,12 @@ else
     fi
 fi
 echo "python: $python"
-daskgmm() { "$python" -m daskgmm.cli "$@"; }
+daskgmm() { "$python" -m daskgmm.jobs.cli "$@"; }
 
 setting() {  # the value of a config key, e.g. data.path (empty if unset)
     "$python" - "$config" "$1" <<'PY'
 import sys
-from daskgmm.config import load_config
+from daskgmm.jobs.config import load_config
 value = load_config(sys.argv[1])
 for part in sys.argv[2].split("."):
     value = getattr(value, part) if value is not None else None
@@ -90,7 +90,7 @@ PY
 checkpoint_status() {  # missing, finished or unfinished
     "$python" - "$1" <<'PY'
 import sys
-from daskgmm.callbacks import Checkpoint
+from daskgmm.checkpoints import Checkpoint
 print(Checkpoint.status(sys.argv[1]))
 PY
 }

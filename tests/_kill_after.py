@@ -45,7 +45,7 @@ def _install(target: str, n_calls: int) -> None:
 
 if __name__ == "__main__":
     _install(sys.argv[1], int(sys.argv[2]))
-    from daskgmm.cli import run
+    from daskgmm.jobs.cli import run
 
     sys.argv = ["daskgmm", *sys.argv[3:]]
     run()

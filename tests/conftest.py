@@ -12,7 +12,7 @@ COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
 def invoke(args, capsys) -> tuple[int, str, str]:
     """Run the ``daskgmm`` command in this process: exit code, stdout, stderr."""
-    from daskgmm.cli import run
+    from daskgmm.jobs.cli import run
 
     argv = sys.argv
     sys.argv = ["daskgmm", *map(str, args)]

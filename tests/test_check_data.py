@@ -16,7 +16,7 @@ import pytest
 import yaml
 import zarr
 
-from daskgmm.synthetic import make_mixture_zarr
+from daskgmm.jobs.synthetic import make_mixture_zarr
 
 from .conftest import invoke
 
@@ -28,9 +28,9 @@ def _plain_store(path: Path, sharded: bool = False) -> np.ndarray:
     X = np.random.default_rng(0).normal(size=(ROWS, 2)) + np.repeat([[0.0], [8.0]], ROWS // 2, axis=0)
     group = zarr.open_group(str(path), mode="w")
     group.attrs["source"] = "a plain writer"
-    shards = {"shards": (2 * CHUNK, 2)} if sharded else {}
     array = group.create_array("X", shape=X.shape, dtype="f8", chunks=(CHUNK, 2),
-                               attributes={"units": "m"}, **shards)
+                               attributes={"units": "m"},
+                               shards=(2 * CHUNK, 2) if sharded else None)
     array[:] = X
     group.create_array("w", data=np.ones(ROWS), chunks=(CHUNK,))
     return X

@@ -31,7 +31,7 @@ def write_config(path: Path, **sections) -> Path:
 @pytest.fixture(scope="module")
 def data_store(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cli") / "data.zarr"
-    from daskgmm.synthetic import make_mixture_zarr
+    from daskgmm.jobs.synthetic import make_mixture_zarr
 
     make_mixture_zarr(path, 6000, 3, 3, chunk_rows=1000, seed=2, offset=100.0)
     return path
@@ -197,6 +197,41 @@ def test_exit_codes(tmp_path, capsys, job, data_store):
     assert code == 4 and "component 1" in err and "reg_covar" in err
 
 
+@pytest.mark.parametrize("command", ["fit", "select"])
+def test_fit_and_select_silence_only_the_convergence_warning_they_report(
+        job, capsys, monkeypatch, command):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    import daskgmm.estimator
+
+    def warning_first(original):
+        def warn_then_run(*args, **kwargs):
+            warnings.warn("a warning daskgmm does not report itself", UserWarning, stacklevel=2)
+            return original(*args, **kwargs)
+        return warn_then_run
+
+    if command == "fit":
+        model_class = daskgmm.estimator.GaussianMixture
+        monkeypatch.setattr(model_class, "fit", warning_first(model_class.fit))
+        args = ["fit", job]
+    else:
+        monkeypatch.setattr(daskgmm.estimator, "fit_many", warning_first(daskgmm.estimator.fit_many))
+        args = ["select", job, "--n-components", "2-3"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = invoke([*args, "--set", "model.max_iter=1", "--set", "model.tol=0"],
+                                capsys)
+    assert code == 0, err
+    # EM stopped before converging: reported by the job, not by a ConvergenceWarning ...
+    assert "converged=False" in err if command == "fit" else out.count(" False") == 2
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    # ... while any other warning reaches the user.
+    assert [str(w.message) for w in caught if w.category is UserWarning] == [
+        "a warning daskgmm does not report itself"]
+
+
 def test_saved_loaded_and_exported_models_predict_exactly_the_same(job, capsys, tmp_path, data_store):
     assert invoke(["fit", job], capsys)[0] == 0
     X = zarr.open_group(str(data_store), mode="r")["X"][:]
@@ -213,14 +248,14 @@ def test_saved_loaded_and_exported_models_predict_exactly_the_same(job, capsys, 
 
 
 def _daskgmm(*args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "daskgmm.cli", *map(str, args)],
+    return subprocess.Popen([sys.executable, "-m", "daskgmm.jobs.cli", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def slow_job(tmp_path_factory):
     """A fit of 25 iterations (tol=0) and its uninterrupted result."""
-    from daskgmm.synthetic import make_mixture_zarr
+    from daskgmm.jobs.synthetic import make_mixture_zarr
 
     tmp = tmp_path_factory.mktemp("slow")
     store = make_mixture_zarr(tmp / "slow.zarr", 200_000, 6, 6, chunk_rows=20_000, seed=4,
@@ -231,7 +266,7 @@ def slow_job(tmp_path_factory):
                     output={"model": str(tmp / "full.npz")},
                     checkpoint={"path": str(tmp / "full-ckpt.npz")})
     config = write_config(tmp / "full.yaml", **sections)
-    subprocess.run([sys.executable, "-m", "daskgmm.cli", "fit", str(config)], check=True,
+    subprocess.run([sys.executable, "-m", "daskgmm.jobs.cli", "fit", str(config)], check=True,
                    capture_output=True)
     full, _ = read_model_file(tmp / "full.npz")
     return sections, full
@@ -244,7 +279,7 @@ def test_fit_killed_with_sigkill_resumes_to_the_identical_model(tmp_path, slow_j
                 "checkpoint": {"path": str(tmp_path / "ckpt.npz")}}
     killed = write_config(tmp_path / "killed.yaml", **sections)
     # The process kills itself right after writing its kill_after-th checkpoint.
-    process = subprocess.run([sys.executable, str(KILL_AFTER), "daskgmm.callbacks:Checkpoint.__call__",
+    process = subprocess.run([sys.executable, str(KILL_AFTER), "daskgmm.checkpoints:Checkpoint.__call__",
                               str(kill_after), "fit", str(killed)], capture_output=True)
     assert process.returncode == -signal.SIGKILL, process.stderr.decode()
     assert not (tmp_path / "resumed.npz").exists()
@@ -388,12 +423,12 @@ def test_make_data_overwrite_keeps_a_whole_store_in_place_whatever_the_moment_of
     new = zarr.open_group(str(tmp_path / "new.zarr"), mode="r")["X"][:]
 
     def whole_store_at_path() -> np.ndarray:
-        X = zarr.open_group(str(tmp_path / "data.zarr"), mode="r")["X"]
+        X = zarr.open_array(str(tmp_path / "data.zarr"), path="X", mode="r")
         assert X.nchunks_initialized == X.nchunks
-        return X[:]
+        return np.asarray(X[:])
 
     # Killed while the new store is being written: the old one is untouched.
-    import daskgmm.synthetic
+    import daskgmm.jobs.synthetic
 
     def draw_then_die(spec, n_rows, rng, calls=[]):  # noqa: B006
         calls.append(n_rows)
@@ -401,8 +436,8 @@ def test_make_data_overwrite_keeps_a_whole_store_in_place_whatever_the_moment_of
             raise Killed
         return real_draw(spec, n_rows, rng)
 
-    real_draw = daskgmm.synthetic.draw_rows
-    monkeypatch.setattr(daskgmm.synthetic, "draw_rows", draw_then_die)
+    real_draw = daskgmm.jobs.synthetic.draw_rows
+    monkeypatch.setattr(daskgmm.jobs.synthetic, "draw_rows", draw_then_die)
     with pytest.raises(Killed):
         invoke(["make-data", tmp_path / "data.zarr", *args, "--seed", 2, "--overwrite"], capsys)
     monkeypatch.undo()

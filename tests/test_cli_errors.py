@@ -23,12 +23,13 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import daskgmm
-from daskgmm.synthetic import make_mixture_zarr
+from daskgmm.jobs.synthetic import make_mixture_zarr
 
 from .conftest import COVARIANCE_TYPES
 
@@ -39,10 +40,10 @@ CONNECT_TIMEOUT = "20s"
 
 
 def daskgmm_command(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m daskgmm.cli ARGS`` as a user would, with a bounded connect timeout
+    """Run ``python -m daskgmm.jobs.cli ARGS`` as a user would, with a bounded connect timeout
     (and a bound on the whole command, so that a hang fails this test instead of the run)."""
     environment = {**os.environ, "DASK_DASKGMM__CONNECT_TIMEOUT": CONNECT_TIMEOUT, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "daskgmm.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "daskgmm.jobs.cli", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, env=environment, timeout=900)
 
 
@@ -63,7 +64,7 @@ def store(tmp_path_factory) -> Path:
 
 
 def write_job(folder: Path, store: Path, **sections) -> Path:
-    job = {"data": {"path": str(store), "array": "X"},
+    job: dict[str, dict[str, Any]] = {"data": {"path": str(store), "array": "X"},
            "model": {"n_components": 3, "random_state": 0},
            "output": {"model": str(folder / "model.npz")}}
     for name, section in sections.items():
@@ -128,6 +129,7 @@ def tls_scheduler(tmp_path_factory) -> Iterator[tuple[str, dict, dict]]:
          "--tls-ca-file", good["ca_file"], "--tls-cert", good["cert_file"],
          "--tls-key", good["key_file"], "--no-dashboard"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=folder)
+    assert scheduler.stderr is not None
     try:
         for line in scheduler.stderr:  # ready when it says where it listens (or dead: EOF)
             if "Scheduler at:" in line:

@@ -48,7 +48,7 @@ def held(*args, **kwargs):
     return original(*args, **kwargs)
 
 setattr(owner, attr, held)
-from daskgmm.cli import run
+from daskgmm.jobs.cli import run
 sys.argv = ["daskgmm", *sys.argv[2:]]
 run()
 '''
@@ -57,11 +57,11 @@ run()
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """A data set and two models of it (2 and 3 components)."""
-    from daskgmm.synthetic import make_mixture_zarr
+    from daskgmm.jobs.synthetic import make_mixture_zarr
 
     root = tmp_path_factory.mktemp("race")
     make_mixture_zarr(root / "data.zarr", 4000, 2, 3, chunk_rows=1000, seed=5)
-    X = zarr.open_group(str(root / "data.zarr"), mode="r")["X"][:]
+    X = zarr.open_array(str(root / "data.zarr"), path="X", mode="r")[:]
     for k in (2, 3):
         save_model(GaussianMixture(k, random_state=0).fit(X), root / f"m{k}.npz")
     return root
@@ -89,14 +89,17 @@ class Held:
                                             stderr=err, text=True)
 
     def wait_until_held(self) -> None:
+        assert self.process.stdout is not None and self.process.stdin is not None
         line = self.process.stdout.readline()  # EOF if the process ended instead
         assert line == "READY\n", (line, self.stderr_path.read_text())
 
     def release(self) -> None:
+        assert self.process.stdin is not None
         self.process.stdin.write("go\n")
         self.process.stdin.flush()
 
     def finish(self) -> tuple[int, str]:
+        assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.close()
         self.process.stdout.read()
         return self.process.wait(), self.stderr_path.read_text()
@@ -123,7 +126,7 @@ def test_two_fits_racing_for_one_model_file_exactly_one_wins(tmp_path, workspace
             "data": {"path": str(workspace / "data.zarr"), "array": "X"},
             "model": {"n_components": k, "random_state": 0, "max_iter": 5},
             "output": {"model": str(model)}}))  # overwrite: false
-        runs[k] = Held(tmp_path, f"fit{k}", "daskgmm.outputs:_put_file_in_place", "fit", config)
+        runs[k] = Held(tmp_path, f"fit{k}", "daskgmm._files:_put_file_in_place", "fit", config)
     for held in runs.values():  # both have fitted and passed every check before this point
         held.wait_until_held()
     assert not model.exists()
@@ -157,7 +160,7 @@ def test_two_predicts_racing_for_one_store_exactly_one_wins(tmp_path, workspace,
     out = tmp_path / "out"
     out.mkdir()
     store = out / "pred.zarr"
-    runs = {k: Held(tmp_path, f"predict{k}", "daskgmm.outputs:_put_directory_in_place",
+    runs = {k: Held(tmp_path, f"predict{k}", "daskgmm.jobs.outputs:_put_directory_in_place",
                     "predict", "--model", workspace / f"m{k}.npz", "--data", workspace / "data.zarr",
                     "--array", "X", "--out", store, "--probabilities")
             for k in (2, 3)}
@@ -219,12 +222,12 @@ def test_an_output_or_checkpoint_that_cannot_be_written_is_exit_5_before_the_fit
 
 def test_a_prediction_store_that_cannot_be_written_is_exit_5_before_any_work(
         tmp_path, workspace, capsys, monkeypatch):
-    import daskgmm.persistence
+    import daskgmm.estimator
 
     def no_model_may_be_loaded(path):
         raise AssertionError("the model was loaded before the output was checked")
 
-    monkeypatch.setattr(daskgmm.persistence, "load_model", no_model_may_be_loaded)
+    monkeypatch.setattr(daskgmm.estimator, "load_model", no_model_may_be_loaded)
     (tmp_path / "blocker").write_text("a file")
     code, _, err = invoke(["predict", "--model", workspace / "m2.npz", "--data", workspace / "data.zarr",
                            "--array", "X", "--out", tmp_path / "blocker" / "pred.zarr"], capsys)
@@ -269,7 +272,7 @@ def test_temporaries_name_their_owner_and_the_next_run_removes_those_of_dead_pro
     host = socket.gethostname()
     store = tmp_path / "pred.zarr"
     # A predict killed while writing its store (right after creating its first array).
-    killed = _run_killed("daskgmm.outputs:checksummed_compressors", *_predict_args(workspace, store))
+    killed = _run_killed("daskgmm.jobs.outputs:checksummed_compressors", *_predict_args(workspace, store))
     (left,) = _leftovers(tmp_path, "pred.zarr")
     assert left.startswith(f".pred.zarr.tmp-{host}-{killed.pid}-"), left
     assert (tmp_path / left / "zarr.json").exists()
@@ -288,7 +291,7 @@ def test_temporaries_name_their_owner_and_the_next_run_removes_those_of_dead_pro
 
     # A fit killed right after its model file is in place, before its temporary name is removed.
     config = _config(tmp_path / "job.yaml", workspace / "data.zarr", tmp_path / "m2.npz")
-    killed = _run_killed("daskgmm.outputs:_put_file_in_place", "fit", config)
+    killed = _run_killed("daskgmm._files:_put_file_in_place", "fit", config)
     (left,) = _leftovers(tmp_path, "m2.npz")
     assert left.startswith(f".m2.npz.tmp-{host}-{killed.pid}-"), left
     code, _, err = invoke(["fit", config, "--overwrite"], capsys)
@@ -306,7 +309,7 @@ def test_a_replacement_killed_between_its_renames_is_repaired_by_the_next_run(
     assert invoke([*_predict_args(workspace, store, 2), "--probabilities"], capsys)[0] == 0
     old = zarr.open_group(str(store), mode="r")["probabilities"][:]
 
-    _run_killed(f"daskgmm.outputs:{killed_after}", *_predict_args(workspace, store, 3),
+    _run_killed(f"daskgmm.jobs.outputs:{killed_after}", *_predict_args(workspace, store, 3),
                 "--probabilities", "--overwrite")
     kinds = sorted(name.removeprefix(".pred.zarr.").split("-")[0]
                    for name in _leftovers(tmp_path, "pred.zarr"))

@@ -19,13 +19,9 @@ from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from sklearn.mixture._gaussian_mixture import _estimate_log_gaussian_prob
 
 from daskgmm import GaussianMixture
-from daskgmm._kernels import (
-    GMMParams,
-    compute_precision_cholesky,
-    estep_stats,
-    estimate_weighted_log_prob,
-    weighted_log_prob_whitened,
-)
+from daskgmm._density import estimate_weighted_log_prob, weighted_log_prob_whitened
+from daskgmm._params import GMMParams, compute_precision_cholesky
+from daskgmm._stats import estep_stats
 
 from .conftest import COVARIANCE_TYPES
 
@@ -151,12 +147,12 @@ def test_log_densities_equal_the_whitened_reference_on_ill_conditioned_data(
 
 def test_the_exact_path_does_not_use_the_expansion(monkeypatch):
     """The whitened path stays right even if the expansion is broken."""
-    import daskgmm._kernels as kernels
+    import daskgmm._density as density
 
     X = hostile_data(0, scales=np.full(6, 1e3))
     params = fitted_params(X, 3, "full", 0)
     reference = reference_weighted_log_prob(X, params)
-    monkeypatch.setattr(kernels, "linear_form", lambda *a, **k: pytest.fail("expanded"))
+    monkeypatch.setattr(density, "linear_form", lambda *a, **k: pytest.fail("expanded"))
     assert_log_densities_close(weighted_log_prob_whitened(X, params), reference)
 
 
@@ -266,16 +262,16 @@ def test_precision_cholesky_of_collinear_covariances_equals_scikit_learn(covaria
 
 
 def _count_whitened(monkeypatch) -> list:
-    import daskgmm._kernels as kernels
+    import daskgmm._density as density
 
     calls: list = []
-    exact = kernels._component_log_prob_exact
+    exact = density._component_log_prob_exact
 
     def counting(X, params, k):
         calls.append(k)
         return exact(X, params, k)
 
-    monkeypatch.setattr(kernels, "_component_log_prob_exact", counting)
+    monkeypatch.setattr(density, "_component_log_prob_exact", counting)
     return calls
 
 

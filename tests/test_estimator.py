@@ -14,7 +14,7 @@ from sklearn.mixture import GaussianMixture as SkGMM
 from sklearn.utils.estimator_checks import check_estimator
 
 from daskgmm import GaussianMixture
-from daskgmm.synthetic import make_mixture_zarr
+from daskgmm.jobs.synthetic import make_mixture_zarr
 
 from .conftest import COVARIANCE_TYPES, mixture_data
 

@@ -14,7 +14,7 @@ import pytest
 
 from daskgmm import GaussianMixture, _init
 from daskgmm._data import as_dataset
-from daskgmm._kernels import m_step
+from daskgmm._mstep import m_step
 
 from .conftest import COVARIANCE_TYPES, mixture_data
 

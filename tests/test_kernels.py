@@ -8,18 +8,15 @@ from sklearn.mixture import GaussianMixture as SkGMM
 from sklearn.mixture import _gaussian_mixture as skgm
 
 from daskgmm import DegenerateComponentError
-from daskgmm._kernels import (
+from daskgmm._density import estimate_log_gaussian_prob
+from daskgmm._mstep import m_step
+from daskgmm._params import (
     GMMParams,
-    combine_stats,
     compute_precision_cholesky,
     covariances_from_cholesky,
-    estep_stats,
-    estimate_log_gaussian_prob,
-    hard_moments,
-    m_step,
     precision_cholesky_from_precisions,
-    shifted_moments,
 )
+from daskgmm._stats import combine_stats, estep_stats, hard_moments, shifted_moments
 
 from .conftest import COVARIANCE_TYPES
 
@@ -124,7 +121,7 @@ def test_degenerate_component_is_named(covariance_type, covariances, named):
 def test_logsumexp_rows_matches_scipy_including_infinite_rows():
     from scipy.special import logsumexp
 
-    from daskgmm._kernels import logsumexp_rows
+    from daskgmm._density import logsumexp_rows
 
     a = np.random.default_rng(0).normal(scale=300, size=(50, 4))
     a[3] = -np.inf
@@ -161,7 +158,8 @@ def _assert_stats_close(a, b, rtol=1e-10, atol=1e-8):
 
 
 def test_fused_estep_agrees_with_exact_per_component_path(fitted, X_offset):
-    from daskgmm._kernels import _estep_stats_exact, linear_form
+    from daskgmm._density import linear_form
+    from daskgmm._stats import _estep_stats_exact
 
     params = _params(fitted)
     assert linear_form(params) is not None  # the fixture takes the fused path
@@ -169,15 +167,15 @@ def test_fused_estep_agrees_with_exact_per_component_path(fitted, X_offset):
 
 
 def test_fused_estep_spans_several_row_blocks(fitted, monkeypatch):
-    from daskgmm import _kernels
+    from daskgmm import _density
 
     rng = np.random.default_rng(5)
     X = fitted.sample(3000)[0] + rng.normal(scale=0.1, size=(3000, 3))
     params = _params(fitted)
     whole = estep_stats(X, params)
-    monkeypatch.setattr(_kernels, "_MAX_BLOCK_ROWS", 256)
-    monkeypatch.setattr(_kernels, "_FEATURE_BLOCK_BYTES", 1)
-    assert _kernels._block_rows(10) == 256  # 3000 rows: twelve blocks, the last partial
+    monkeypatch.setattr(_density, "_MAX_BLOCK_ROWS", 256)
+    monkeypatch.setattr(_density, "_FEATURE_BLOCK_BYTES", 1)
+    assert _density._block_rows(10) == 256  # 3000 rows: twelve blocks, the last partial
     _assert_stats_close(estep_stats(X, params), whole)
 
 
@@ -185,7 +183,7 @@ def test_fused_estep_spans_several_row_blocks(fitted, monkeypatch):
 def test_far_apart_means_take_the_exact_path(covariance_type):
     from scipy.stats import multivariate_normal
 
-    from daskgmm._kernels import linear_form
+    from daskgmm._density import linear_form
 
     # Two unit-variance clusters 1e4 standard deviations apart: expanding the
     # quadratic form about one point would lose about eps * 1e8 of each
@@ -221,12 +219,9 @@ def test_integer_sample_weights_equal_repeated_rows(fitted, X_offset):
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
 def test_one_collapsed_component_is_computed_exactly_and_the_rest_fused(covariance_type, X_offset):
     # (A tied covariance is shared: one component cannot collapse alone.)
-    from daskgmm._kernels import (
-        _component_log_prob_exact,
-        _estep_stats_exact,
-        compute_precision_cholesky,
-        linear_form,
-    )
+    from daskgmm._density import _component_log_prob_exact, linear_form
+    from daskgmm._params import compute_precision_cholesky
+    from daskgmm._stats import _estep_stats_exact
 
     sk = SkGMM(3, covariance_type=covariance_type, random_state=0, max_iter=2).fit(X_offset)
     covariances = np.array(sk.covariances_, copy=True)
@@ -248,7 +243,7 @@ def test_reused_block_buffers_give_each_chunk_its_own_statistics(fitted, X_offse
     """The fused E-step reuses its block buffers between calls of a thread:
     a large chunk, a smaller one and the large one again must each get the
     statistics of a fresh computation (no stale rows or columns)."""
-    from daskgmm._kernels import _estep_stats_exact
+    from daskgmm._stats import _estep_stats_exact
 
     params = _params(fitted)
     small = X_offset[:37]
@@ -262,7 +257,7 @@ def test_reused_block_buffers_give_each_chunk_its_own_statistics(fitted, X_offse
 def test_scratch_buffers_are_per_thread_and_per_slot():
     import threading
 
-    from daskgmm._kernels import _scratch
+    from daskgmm._density import _scratch
 
     first = _scratch((4, 8), slot=0)
     assert np.shares_memory(first, _scratch((2, 8), slot=0))  # reused, not reallocated

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from daskgmm import GaussianMixture, _em, fit_many
-from daskgmm._kernels import GMMParams, estep_stats, estep_stats_many
+from daskgmm._params import GMMParams
+from daskgmm._stats import estep_stats, estep_stats_many
 
 from .conftest import mixture_data
 

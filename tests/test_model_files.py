@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 
 from daskgmm import Checkpoint, GaussianMixture, ModelFileError, load_model, save_model
+from daskgmm.jobs.synthetic import make_mixture_zarr
 from daskgmm.persistence import (
     model_file_contents,
     read_model_file,
     validate_model_file,
     write_model_file,
 )
-from daskgmm.synthetic import make_mixture_zarr
 
 from .conftest import invoke
 
@@ -159,7 +159,7 @@ def test_a_damaged_model_file_is_refused_naming_the_field(damaged):
 
 
 def _daskgmm(args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daskgmm.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "daskgmm.jobs.cli", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd)
 
 

@@ -15,12 +15,12 @@ import pytest
 
 from daskgmm import GaussianMixture, _em
 from daskgmm._data import as_dataset
-from daskgmm._kernels import (
+from daskgmm._params import (
     GMMParams,
     covariances_from_cholesky,
-    empty_stats,
     precision_cholesky_from_precisions,
 )
+from daskgmm._stats import empty_stats
 from daskgmm.exceptions import NonFiniteError
 
 from .conftest import COVARIANCE_TYPES

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from daskgmm import GaussianMixture
-from daskgmm._kernels import GMMParams, estep_stats, m_step
+from daskgmm._mstep import m_step
 from daskgmm._online import blend, normalised, shift_stats, step_size
+from daskgmm._params import GMMParams
+from daskgmm._stats import estep_stats
 
 from .conftest import COVARIANCE_TYPES, mixture_data
 

@@ -11,8 +11,8 @@ import pytest
 import zarr
 
 from daskgmm import GaussianMixture, open_zarr_array
-from daskgmm.outputs import write_predictions
-from daskgmm.synthetic import make_mixture_zarr
+from daskgmm.jobs.outputs import write_predictions
+from daskgmm.jobs.synthetic import make_mixture_zarr
 
 # A worker process holds about 150 MiB before any task (Python, numpy, dask,
 # zarr, the comms); a fit adds about 50 MiB whatever N is. 384 MiB keeps dask's

@@ -11,8 +11,9 @@ from sklearn.mixture import GaussianMixture as SkGMM
 
 from daskgmm import _em
 from daskgmm._data import as_dataset
-from daskgmm._kernels import GMMParams, estep_stats
+from daskgmm._params import GMMParams
 from daskgmm._passes import pass_graph, run_pass
+from daskgmm._stats import estep_stats
 
 from .conftest import COVARIANCE_TYPES
 

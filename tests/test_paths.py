@@ -18,8 +18,8 @@ import pytest
 import yaml
 import zarr
 
+from daskgmm.jobs.synthetic import make_mixture_zarr
 from daskgmm.persistence import read_model_file
-from daskgmm.synthetic import make_mixture_zarr
 
 
 def _files(root: Path) -> dict[str, int]:
@@ -42,7 +42,7 @@ def _free_port() -> int:
 
 
 def _daskgmm(cwd: Path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daskgmm.cli", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "daskgmm.jobs.cli", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True)
 
 
@@ -118,7 +118,7 @@ def test_library_paths_are_the_clients_on_workers_in_another_directory(tmp_path,
 
     from daskgmm import GaussianMixture, open_zarr_array
     from daskgmm._data import as_dataset
-    from daskgmm.outputs import write_predictions
+    from daskgmm.jobs.outputs import write_predictions
 
     client_dir, worker_dir = tmp_path.resolve() / "client", tmp_path.resolve() / "worker"
     client_dir.mkdir()
@@ -161,7 +161,7 @@ def test_library_paths_are_the_clients_on_workers_in_another_directory(tmp_path,
 ])
 def test_config_paths_are_made_absolute_on_the_client_and_urls_kept(tmp_path, monkeypatch,
                                                                    given, expected):
-    from daskgmm.config import parse_config
+    from daskgmm.jobs.config import parse_config
 
     monkeypatch.chdir(tmp_path)
     expected = expected.format(cwd=tmp_path)

@@ -196,7 +196,9 @@ def test_a_model_file_with_malformed_parameters_is_refused(tmp_path, name, value
 
 def test_an_output_that_appears_while_being_written_is_kept_without_overwrite(tmp_path):
     # "Do not overwrite" is decided when the output is put in place, not only at the start.
-    from daskgmm.outputs import OutputExistsError, atomic_directory, atomic_write_bytes
+    from daskgmm._files import atomic_write_bytes
+    from daskgmm.exceptions import OutputExistsError
+    from daskgmm.jobs.outputs import atomic_directory
 
     path = tmp_path / "m.npz"
 

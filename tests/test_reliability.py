@@ -17,8 +17,9 @@ import pytest
 import zarr
 
 from daskgmm import GaussianMixture, ModelFileError, load_model, open_zarr_array, save_model
-from daskgmm._data import CorruptChunkError, MissingChunksError, as_dataset
-from daskgmm.synthetic import make_mixture_zarr
+from daskgmm._data import as_dataset
+from daskgmm.exceptions import CorruptChunkError, MissingChunksError
+from daskgmm.jobs.synthetic import make_mixture_zarr
 
 from .conftest import mixture_data
 
@@ -280,7 +281,7 @@ def test_a_killed_predict_never_damages_the_previous_prediction_store(tmp_path):
         "data": {"path": str(store), "array": "X"},
         "output": {"model": str(tmp_path / "m.npz"), "predictions": str(tmp_path / "pred.zarr"),
                    "probabilities": True, "log_likelihood": True, "overwrite": True}}))
-    cmd = [sys.executable, "-m", "daskgmm.cli", "predict", str(config)]
+    cmd = [sys.executable, "-m", "daskgmm.jobs.cli", "predict", str(config)]
     subprocess.run(cmd, check=True, capture_output=True)
     good = zarr.open_group(str(tmp_path / "pred.zarr"), mode="r")
     good_labels = good["labels"][:]
@@ -320,7 +321,7 @@ def test_a_failed_model_write_keeps_the_previous_file(tmp_path):
 @pytest.mark.parametrize(("dask_rows", "shard_rows"), [(700, 500), (300, 1000), (1000, 250), (123, 200)])
 def test_sharded_predictions_keep_every_row_when_chunks_and_shards_do_not_line_up(
         tmp_path, X_offset, dask_rows, shard_rows):
-    from daskgmm.outputs import write_predictions
+    from daskgmm.jobs.outputs import write_predictions
 
     X = np.concatenate([X_offset] * 3)  # 3,600 rows
     model = GaussianMixture(3, random_state=0).fit(X_offset)
@@ -336,7 +337,7 @@ def test_sharded_predictions_keep_every_row_when_chunks_and_shards_do_not_line_u
 def test_prediction_stores_keep_chunks_that_are_all_fill_value(tmp_path, X_offset):
     # A one-component model labels every row 0, zarr's fill value: zarr would
     # skip every chunk by default, and the store would read as missing chunks.
-    from daskgmm.outputs import write_predictions
+    from daskgmm.jobs.outputs import write_predictions
 
     model = GaussianMixture(1).fit(X_offset)
     write_predictions(model, da.from_array(X_offset, chunks=(100, -1)), tmp_path / "p.zarr")

@@ -29,8 +29,8 @@ from daskgmm import (
     open_zarr_array,
 )
 from daskgmm._data import as_dataset
+from daskgmm.jobs.synthetic import make_mixture_zarr
 from daskgmm.persistence import read_model_file
-from daskgmm.synthetic import make_mixture_zarr
 
 KILL_AFTER = Path(__file__).with_name("_kill_after.py")
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -56,13 +56,13 @@ def _config(tmp_path: Path, **model) -> Path:
 
 
 def _daskgmm(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daskgmm.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "daskgmm.jobs.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=600)
 
 
 def _fit_killed_after_checkpoint(config: Path, n: int) -> None:
     """``daskgmm fit CONFIG``, SIGKILLed by itself right after its n-th checkpoint write."""
-    process = subprocess.run([sys.executable, str(KILL_AFTER), "daskgmm.callbacks:Checkpoint.__call__",
+    process = subprocess.run([sys.executable, str(KILL_AFTER), "daskgmm.checkpoints:Checkpoint.__call__",
                               str(n), "fit", str(config)], capture_output=True, timeout=600)
     assert process.returncode == -signal.SIGKILL, process.stderr.decode()
 
@@ -201,7 +201,7 @@ def test_cron_script_finds_its_python_under_crons_minimal_environment(tmp_path):
 
 def test_cron_script_without_a_python_that_has_daskgmm_logs_how_to_name_one(tmp_path):
     system = [p for p in ("/usr/bin/python3", "/usr/bin/python", "/bin/python3") if os.path.exists(p)]
-    if any(subprocess.run([p, "-c", "import daskgmm.cli, daskgmm.estimator"], cwd="/",
+    if any(subprocess.run([p, "-c", "import daskgmm.jobs.cli, daskgmm.estimator"], cwd="/",
                           capture_output=True).returncode == 0 for p in system):
         pytest.skip("the system's Python has daskgmm: cron would find it")
     result = _cron(tmp_path, _config(tmp_path))
@@ -233,7 +233,7 @@ def _counting(X: da.Array, reads: list) -> da.Array:
             reads.append(block.shape[0])
         return block
 
-    return X.map_blocks(count, dtype=X.dtype)
+    return da.map_blocks(count, X, dtype=X.dtype)
 
 
 def test_the_fingerprint_is_taken_in_the_passes_the_fit_makes_anyway(tmp_path):

@@ -43,7 +43,7 @@ def test_public_names_still_import_from_the_package():
 def test_local_cluster_workers_get_the_allocator_setting(monkeypatch):
     from distributed import Client
 
-    from daskgmm.cluster import WORKER_GLIBC_TUNABLES, local_cluster, worker_environment
+    from daskgmm.jobs.cluster import WORKER_GLIBC_TUNABLES, local_cluster, worker_environment
 
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     environ = worker_environment()
@@ -57,7 +57,7 @@ def test_local_cluster_workers_get_the_allocator_setting(monkeypatch):
 
 
 def test_a_users_glibc_tunables_are_kept(monkeypatch):
-    from daskgmm.cluster import worker_environment
+    from daskgmm.jobs.cluster import worker_environment
 
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
     assert "GLIBC_TUNABLES" not in worker_environment()  # inherited from the user's environment

@@ -56,7 +56,7 @@ def _phase(exit_code: int, *errors: type[BaseException]):
 
 
 def _config_errors():
-    from .config import ConfigError
+    from ..exceptions import ConfigError
 
     return _phase(EXIT_CONFIG, ConfigError)
 
@@ -94,7 +94,7 @@ def _bad_override(overrides, error) -> str:
 
 def _cluster_errors():
     """A scheduler that cannot be reached, or refuses us: a config error (exit 2)."""
-    from .cluster import ClusterConnectionError
+    from ..exceptions import ClusterConnectionError
 
     return _phase(EXIT_CONFIG, ClusterConnectionError)
 
@@ -103,7 +103,8 @@ def _open_data(path: str, array: str | None, chunk_rows: int | None = None,
                allow_missing_chunks: bool = False, storage_options: dict | None = None,
                log_format: str = "text"):
     """The data as a validated row-chunked dask array (one warning if no checksum guards it)."""
-    from ._data import as_dataset, has_checksum, open_zarr_array
+    from .._data import as_dataset
+    from .._zarr import has_checksum, open_zarr_array
 
     with _data_errors(), _metadata_file_named(path, array):
         zarr_array = open_zarr_array(path, array, **(storage_options or {}))
@@ -156,7 +157,7 @@ def _json_file_holding(doc: str, path: str, array: str | None) -> str | None:
 
 
 def _unchecked_data_message(zarr_array) -> str:
-    from ._data import codec_description
+    from .._zarr import codec_description
 
     return (f"the Zarr array {zarr_array.store_path} has no checksum in its codecs "
             f"({', '.join(codec_description(zarr_array)) or 'none'}): a corrupted chunk would be "
@@ -173,7 +174,7 @@ def _warn(fmt: str, message: str) -> None:
 
 def _output_errors():
     """Outputs that exist (without --overwrite) or cannot be written: exit 5."""
-    from .outputs import OutputError
+    from ..exceptions import OutputError
 
     return _phase(EXIT_OUTPUT, OutputError)
 
@@ -182,11 +183,22 @@ def _open_weights(cfg, X):
     """The config's per-row weights (``data.sample_weight``) in X's row chunks, or None."""
     if cfg is None or not cfg.data.sample_weight:
         return None
-    from ._data import open_sample_weight
+    from .._data import open_sample_weight
 
     with _data_errors():
         return open_sample_weight(cfg.data.path, cfg.data.sample_weight, X.chunks[0],
                                   **cfg.data.storage_options)
+
+
+@contextmanager
+def _convergence_reported():
+    """Silence ConvergenceWarning, which the job reports itself (``converged`` in the fit's
+    summary, a column of the selection table); every other warning reaches the user."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        yield
 
 
 def _log(fmt: str, event: str, **fields) -> None:
@@ -230,11 +242,11 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
       daskgmm fit configs/demo.yaml --set model.n_components=8 --log-format json
       daskgmm fit configs/demo.yaml --resume
     """
-    from .callbacks import Checkpoint, ProgressLog
+    from .._files import check_writable
+    from ..callbacks import ProgressLog
+    from ..checkpoints import Checkpoint
+    from ..estimator import GaussianMixture, save_model
     from .cluster import connect
-    from .estimator import GaussianMixture
-    from .outputs import check_writable
-    from .persistence import save_model
 
     cfg = _load(config, overrides)
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
@@ -249,7 +261,8 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
             raise JobError("--resume needs a checkpoint section in the config.", EXIT_CONFIG)
         if not Path(cfg.checkpoint.path).exists():
             raise JobError(f"--resume: no checkpoint at {cfg.checkpoint.path!r}.", EXIT_DATA)
-        from .persistence import ModelFileError, read_model_file
+        from ..exceptions import ModelFileError
+        from ..persistence import read_model_file
 
         with _phase(EXIT_OUTPUT, ModelFileError):  # checked against the schema before any work
             read_model_file(cfg.checkpoint.path)
@@ -268,13 +281,16 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
              chunks=len(X.chunks[0]), cluster=cfg.cluster.kind,
              workers=len(client.scheduler_info()["workers"]) if client else 0)
         started = time.perf_counter()
-        from ._kernels import DegenerateComponentError
-        from ._passes import WorkerLostError
-        from .exceptions import CheckpointDataError, CheckpointParamsError, NonFiniteError
-        from .persistence import ModelFileError
+        from ..exceptions import (
+            CheckpointDataError,
+            CheckpointParamsError,
+            DegenerateComponentError,
+            ModelFileError,
+            NonFiniteError,
+            WorkerLostError,
+        )
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence is reported in the summary
+        with _convergence_reported():
             # A checkpoint of another job: exit 2 for other parameters, 3 for other data.
             # Finite data whose statistics overflow: a fit failure, like a degenerate component.
             # A checkpoint that fails the model file schema: exit 5, as for model files.
@@ -286,8 +302,7 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
                           resume_from=cfg.checkpoint.path if resume else None)
         seconds = time.perf_counter() - started
         with _data_errors():
-            total, n = model._total_loglik(X, weights)
-            bic = -2 * total + model._n_parameters() * math.log(n)
+            bic = model.information_criteria(X, weights)["bic"]
     with _phase(EXIT_OUTPUT, OSError):
         save_model(model, cfg.output.model, overwrite=overwrite)
     _log(log_format, "summary", converged=bool(model.converged_), iterations=int(model.n_iter_),
@@ -303,7 +318,7 @@ def _resolve(config, overrides, model_path, data_path, array):
     Local paths are made absolute here, on the client: the workers run in
     directories of their own.
     """
-    from .outputs import absolute_path
+    from .._files import absolute_path
 
     cfg = _load(config, overrides) if config else None
     model_path = model_path or (cfg.output.model if cfg else None)
@@ -315,7 +330,8 @@ def _resolve(config, overrides, model_path, data_path, array):
 
 
 def _load_model_and_data(cfg, model_path, data_path, array, log_format="text"):
-    from .persistence import ModelFileError, load_model
+    from ..estimator import load_model
+    from ..exceptions import ModelFileError
 
     with _phase(EXIT_OUTPUT, ModelFileError, FileNotFoundError):
         model = load_model(model_path)
@@ -351,8 +367,9 @@ def predict(config, overrides, model_path, data_path, array, out, probabilities,
       daskgmm predict configs/demo.yaml --probabilities
       daskgmm predict --model model.npz --data data.zarr --array X --out pred.zarr
     """
+    from .._files import absolute_path, check_writable
     from .cluster import connect
-    from .outputs import absolute_path, check_writable, write_predictions
+    from .outputs import write_predictions
 
     cfg, model_path, data_path, array = _resolve(config, overrides, model_path, data_path, array)
     out = out or (cfg.output.predictions if cfg else None)
@@ -395,18 +412,17 @@ def score(config, overrides, model_path, data_path, array, log_format):
     with _cluster_errors(), connect(_cluster_of(cfg)):
         model, X = _load_model_and_data(cfg, model_path, data_path, array, log_format)
         with _data_errors():
-            total, n = model._total_loglik(X, _open_weights(cfg, X))
-    if not math.isfinite(total):
+            criteria = model.information_criteria(X, _open_weights(cfg, X))
+    if not math.isfinite(criteria["log_likelihood"]):
         # A Gaussian density is never 0: a non-finite log-likelihood of finite data and a
         # valid model file means that values overflowed float64.
         raise JobError(
-            f"The log-likelihood of the data under the model is {total}: values overflow float64 "
+            f"The log-likelihood of the data under the model is "
+            f"{criteria['log_likelihood'] * criteria['n_samples']}: values overflow float64 "
             "(rows so far from every component, in Mahalanobis distance, that their squared "
             "distances exceed about 1e308). Scale the data as they were when the model was "
             "fitted, or fit the model on these data.", EXIT_DATA)
-    k = model._n_parameters()
-    _log(log_format, "score", n_samples=n, log_likelihood=total / n,
-         bic=-2 * total + k * math.log(n), aic=-2 * total + 2 * k)
+    _log(log_format, "score", **criteria)
 
 
 def _parse_int_list(text: str) -> list[int]:
@@ -440,10 +456,9 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
       daskgmm select configs/demo.yaml --n-components 2-9 --covariance-types full,diag
       daskgmm select configs/demo.yaml --table selection.csv
     """
+    from .._files import check_writable
+    from ..estimator import GaussianMixture, information_criteria_many, save_model
     from .cluster import connect
-    from .estimator import GaussianMixture
-    from .outputs import check_writable
-    from .persistence import model_arrays_and_metadata, write_model_file
 
     cfg = _load(config, overrides)
     try:
@@ -466,11 +481,8 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
         X = _open_data(cfg.data.path, cfg.data.array, cfg.data.chunk_rows,
                        cfg.data.allow_missing_chunks, cfg.data.storage_options, log_format)
         weights = _open_weights(cfg, X)
-        from ._data import as_dataset
-        from ._em import total_loglik
-        from ._kernels import DegenerateComponentError
-        from .estimator import fit_many
-        from .exceptions import NonFiniteError
+        from ..estimator import fit_many
+        from ..exceptions import DegenerateComponentError, NonFiniteError
 
         models = []
         for ct in types:
@@ -480,21 +492,16 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
                 models.append(GaussianMixture(**params))
         # The whole grid in shared passes: each pass reads every chunk once for all candidates.
         started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _convergence_reported():
             with _data_errors(), _phase(EXIT_FIT, DegenerateComponentError, NonFiniteError):
                 fit_many(models, X, sample_weight=weights)
-                data = as_dataset(X).with_weights(weights)
-                scores = total_loglik(data, [m._fitted_params() for m in models],
-                                      cfg.model.split_every)
+                scores = information_criteria_many(models, X, weights)
         seconds = round(time.perf_counter() - started, 3)
         for model, score in zip(models, scores, strict=True):
-            total, n = float(score["loglik"]), float(score["n"])
-            p = model._n_parameters()
             row = {"n_components": model.n_components, "covariance_type": model.covariance_type,
-                   "log_likelihood": total / n,
-                   "bic": -2 * total + p * math.log(n), "aic": -2 * total + 2 * p,
-                   "n_iter": int(model.n_iter_), "converged": bool(model.converged_)}
+                   "log_likelihood": score["log_likelihood"], "bic": score["bic"],
+                   "aic": score["aic"], "n_iter": int(model.n_iter_),
+                   "converged": bool(model.converged_)}
             rows.append(row)
             _log(log_format, "candidate", **row)
             if best is None or row[criterion] < best[0][criterion]:
@@ -506,9 +513,8 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
             _write_table(rows, table_path, overwrite)
     if cfg.output.model:
         with _phase(EXIT_OUTPUT, OSError):
-            arrays, metadata = model_arrays_and_metadata(
-                best[1], {"selection": {"criterion": criterion, "table": rows}})
-            write_model_file(cfg.output.model, arrays, metadata, overwrite=overwrite)
+            save_model(best[1], cfg.output.model, overwrite=overwrite,
+                       metadata={"selection": {"criterion": criterion, "table": rows}})
         click.echo(f"Best by {criterion.upper()}: n_components={best[0]['n_components']}, "
                    f"covariance_type={best[0]['covariance_type']}; saved to {cfg.output.model}")
 
@@ -524,7 +530,7 @@ def _format_table(rows: list[dict], criterion: str, best: dict) -> str:
 
 
 def _write_table(rows: list[dict], path: str, overwrite: bool) -> None:
-    from .outputs import atomic_write_bytes
+    from .._files import atomic_write_bytes
 
     if path.endswith(".json"):
         data = json.dumps(rows, indent=2).encode()
@@ -581,7 +587,8 @@ def info(model_path, as_json):
       daskgmm info model.npz
       daskgmm info model.npz --json
     """
-    from .persistence import ModelFileError, model_summary
+    from ..exceptions import ModelFileError
+    from ..persistence import model_summary
 
     with _phase(EXIT_OUTPUT, ModelFileError, FileNotFoundError):
         summary = model_summary(model_path)
@@ -626,7 +633,7 @@ def check(data_path, array, verify, as_json):
       daskgmm check data.zarr --array X --verify
       daskgmm check s3://bucket/data.zarr --json
     """
-    from ._data import describe_zarr_array, open_zarr_arrays, stored_chunk_indices, verify_chunks
+    from .._zarr import describe_zarr_array, open_zarr_arrays, stored_chunk_indices, verify_chunks
 
     reports = []
     with _data_errors():
@@ -728,9 +735,11 @@ def report(model_path, data_path, array, out_dir, n_sample, overwrite):
       daskgmm report model.npz --data data.zarr --array X --out-dir report/
       daskgmm report model.npz --out-dir report/ --overwrite
     """
+    from .._files import check_writable
+    from ..estimator import load_model
+    from ..exceptions import ModelFileError
+    from ..persistence import model_summary
     from . import plots
-    from .outputs import check_writable
-    from .persistence import ModelFileError, load_model, model_summary
 
     with _phase(EXIT_OUTPUT, ModelFileError, FileNotFoundError):
         model = load_model(model_path)

@@ -1,29 +1,34 @@
-"""PNG plots for ``daskgmm report`` (matplotlib, Agg backend: no display needed)."""
+"""PNG plots for ``daskgmm report``.
+
+Drawn on :class:`matplotlib.figure.Figure` objects, never through pyplot: the
+process's backend, and pyplot's figures, stay as the caller left them, and no
+display is needed (a figure saved as PNG is rendered by Agg whatever the backend).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._files import atomic_write_bytes
 
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt, plt.subplots(figsize=(6.4, 4.4), dpi=100)
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
-def _save(plt, fig, path: Path, overwrite: bool) -> Path:
-    from .outputs import atomic_write_bytes
+def _figure() -> tuple[Figure, Axes]:
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=(6.4, 4.4), dpi=100)
+    return fig, fig.subplots()
+
+
+def _save(fig: Figure, path: Path, overwrite: bool) -> Path:
     fig.tight_layout()
-    try:
-        atomic_write_bytes(path, lambda f: fig.savefig(f, format="png"), overwrite=overwrite)
-    finally:
-        plt.close(fig)
+    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png"), overwrite=overwrite)
     return path
 
 
@@ -38,20 +43,20 @@ def plot_log_likelihood(model, path: str | Path, *, overwrite: bool = True) -> P
         The PNG file to write.
     overwrite : bool, default=True
         Replace a file at ``path``; otherwise raise
-        :class:`daskgmm.outputs.OutputExistsError`.
+        :class:`daskgmm.exceptions.OutputExistsError`.
 
     Returns
     -------
     Path
     """
-    plt, (fig, ax) = _figure()
+    fig, ax = _figure()
     bounds = np.asarray(model.lower_bounds_)
     ax.plot(np.arange(1, bounds.size + 1), bounds, marker="o")
     ax.set_xlabel("EM iteration")
     ax.set_ylabel("mean log-likelihood")
     ax.set_title(f"{model.n_components} components, {model.covariance_type} covariance")
     ax.grid(alpha=0.3)
-    return _save(plt, fig, Path(path), overwrite)
+    return _save(fig, Path(path), overwrite)
 
 
 def plot_selection(selection: dict, path: str | Path, *, overwrite: bool = True) -> Path:
@@ -65,13 +70,13 @@ def plot_selection(selection: dict, path: str | Path, *, overwrite: bool = True)
         The PNG file to write.
     overwrite : bool, default=True
         Replace a file at ``path``; otherwise raise
-        :class:`daskgmm.outputs.OutputExistsError`.
+        :class:`daskgmm.exceptions.OutputExistsError`.
 
     Returns
     -------
     Path
     """
-    plt, (fig, ax) = _figure()
+    fig, ax = _figure()
     table = selection["table"]
     for ct in sorted({row["covariance_type"] for row in table}):
         rows = sorted((r for r in table if r["covariance_type"] == ct), key=lambda r: r["n_components"])
@@ -82,7 +87,7 @@ def plot_selection(selection: dict, path: str | Path, *, overwrite: bool = True)
     ax.set_ylabel("criterion (lower is better)")
     ax.legend()
     ax.grid(alpha=0.3)
-    return _save(plt, fig, Path(path), overwrite)
+    return _save(fig, Path(path), overwrite)
 
 
 def _full_covariances(model) -> np.ndarray:
@@ -114,16 +119,17 @@ def plot_projection(model, X, path: str | Path, n_sample: int = 5000, seed: int 
     seed : int, default=0
     overwrite : bool, default=True
         Replace a file at ``path``; otherwise raise
-        :class:`daskgmm.outputs.OutputExistsError`.
+        :class:`daskgmm.exceptions.OutputExistsError`.
 
     Returns
     -------
     Path
     """
+    from matplotlib import colormaps
     from matplotlib.patches import Ellipse
 
-    from ._data import as_dataset
-    from ._init import sample_rows
+    from .._data import as_dataset
+    from .._init import sample_rows
 
     data = as_dataset(X)
     sample = sample_rows(data, n_sample, np.random.RandomState(seed))
@@ -132,8 +138,8 @@ def plot_projection(model, X, path: str | Path, n_sample: int = 5000, seed: int 
     axes = vt[:2].T if vt.shape[0] >= 2 else np.hstack([vt.T, np.zeros_like(vt.T)])
     projected = (sample - centre) @ axes
     labels = np.asarray(model.predict(sample))
-    plt, (fig, ax) = _figure()
-    colours = plt.get_cmap("tab10")
+    fig, ax = _figure()
+    colours = colormaps["tab10"]
     ax.scatter(projected[:, 0], projected[:, 1], c=[colours(label % 10) for label in labels], s=4,
                alpha=0.5)
     for k, (mean, cov) in enumerate(zip(model.means_, _full_covariances(model), strict=True)):
@@ -147,4 +153,4 @@ def plot_projection(model, X, path: str | Path, n_sample: int = 5000, seed: int 
     ax.set_xlabel("principal axis 1")
     ax.set_ylabel("principal axis 2")
     ax.set_title(f"{sample.shape[0]:,} sampled rows, coloured by component")
-    return _save(plt, fig, Path(path), overwrite)
+    return _save(fig, Path(path), overwrite)

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .outputs import WRITE_EVERY_CHUNK, absolute_path, atomic_directory, checksummed_compressors
+from .._files import absolute_path
+from .outputs import WRITE_EVERY_CHUNK, atomic_directory, checksummed_compressors
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def make_mixture_zarr(
     The group holds ``X`` (n_samples, n_features), ``labels`` (n_samples,),
     and the true ``weights``, ``means`` and ``covariances``. It is written to
     a temporary folder beside ``path`` and moved into place when complete
-    (:func:`daskgmm.outputs.atomic_directory`), so an interrupted run never
+    (:func:`daskgmm.jobs.outputs.atomic_directory`), so an interrupted run never
     leaves a partial data set at ``path``, and a data set it replaces is
     deleted only once the new one is in place.
 
@@ -87,7 +88,7 @@ def make_mixture_zarr(
     seed : int
     overwrite : bool
         Replace an existing data set at ``path``; otherwise refuse with
-        :class:`daskgmm.outputs.OutputExistsError` (a ``FileExistsError``).
+        :class:`daskgmm.exceptions.OutputExistsError` (a ``FileExistsError``).
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """The demo job: make a Zarr data set, fit it out-of-core on dask's local scheduler.
 
-Run with ``python -m daskgmm.demo`` (or ``daskgmm-demo``).
+Run with ``python -m daskgmm.jobs.demo`` (or ``daskgmm-demo``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import GaussianMixture
-from ._data import open_zarr_array
+from .. import GaussianMixture
+from .._zarr import open_zarr_array
 from .synthetic import make_mixture_zarr
 
 

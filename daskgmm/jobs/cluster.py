@@ -9,8 +9,8 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
-from .config import ClusterConfig
-from .exceptions import ClusterConnectionError
+from ..exceptions import ClusterConnectionError
+from .config import ClusterConfig, JobqueueConfig
 
 #: How long to wait for a running scheduler (``cluster.kind: address``) when
 #: the dask config key ``daskgmm.connect-timeout`` is not set (e.g. by the
@@ -81,9 +81,9 @@ def _chain(exc: BaseException) -> str:
     return " <- ".join(texts)
 
 
-def _connection_problem(config: ClusterConfig, exc: BaseException, timeout: str) -> str:
-    """Why connecting to ``config.address`` failed, in words that name what to check."""
-    address = config.address
+def _connection_problem(config: ClusterConfig, address: str, exc: BaseException,
+                        timeout: str) -> str:
+    """Why connecting to ``address`` failed, in words that name what to check."""
     text = _chain(exc)
     head = f"Could not connect to the Dask scheduler at {address}: "
     tls = config.tls
@@ -117,11 +117,14 @@ def _scheduler_client(config: ClusterConfig, timeout: str):
     """A ``distributed.Client`` of the running scheduler at ``config.address``."""
     from distributed import Client
 
+    address = config.address
+    if address is None:  # refused when a config is validated; not when constructed
+        raise ValueError("cluster.kind 'address' needs cluster.address")
     security = security_from_config(config)
     try:
-        return Client(config.address, security=security, timeout=timeout)
+        return Client(address, security=security, timeout=timeout)
     except (OSError, TimeoutError) as exc:  # ssl.SSLError and dask's CommClosedError included
-        raise ClusterConnectionError(_connection_problem(config, exc, timeout)) from exc
+        raise ClusterConnectionError(_connection_problem(config, address, exc, timeout)) from exc
 
 
 @contextlib.contextmanager
@@ -167,7 +170,9 @@ def connect(config: ClusterConfig, log: TextIO | None = None,
             client = stack.enter_context(
                 _scheduler_client(config, timeout or connect_timeout()))
         else:
-            cluster = stack.enter_context(_jobqueue_cluster(config))
+            if config.jobqueue is None:  # refused when a config is validated; not when constructed
+                raise ValueError("cluster.kind 'jobqueue' needs a cluster.jobqueue section")
+            cluster = stack.enter_context(_jobqueue_cluster(config.jobqueue))
             cluster.scale(jobs=config.jobqueue.jobs)
             client = stack.enter_context(Client(cluster))
         if client.dashboard_link:
@@ -208,14 +213,13 @@ def local_cluster(**kwargs):
         return LocalCluster(processes=True, **kwargs)
 
 
-def _jobqueue_cluster(config: ClusterConfig):
+def _jobqueue_cluster(jq: JobqueueConfig):
     try:
         import dask_jobqueue
     except ImportError:
         raise RuntimeError(
             "cluster.kind 'jobqueue' needs dask-jobqueue: pip install 'daskgmm[jobqueue]'"
         ) from None
-    jq = config.jobqueue
     cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[jq.system]
     kwargs = {"cores": jq.cores, "memory": jq.memory}
     if jq.queue:

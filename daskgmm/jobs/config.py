@@ -7,14 +7,15 @@ bad value and what is allowed. See the README for every key and its default.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .exceptions import ConfigError
-from .outputs import absolute_path
+from .._files import absolute_path
+from ..exceptions import ConfigError
 
 
 class _Section(BaseModel):
@@ -25,7 +26,7 @@ def _client_path(value: str | None) -> str | None:
     """A local path made absolute against the current directory (the client's); URLs kept.
 
     Tasks run in the workers' working directories: a relative path must not
-    reach them (see :func:`daskgmm.outputs.absolute_path`).
+    reach them (see :func:`daskgmm._files.absolute_path`).
     """
     return None if value is None else absolute_path(value)
 
@@ -34,9 +35,9 @@ class DataConfig(_Section):
     """Where the data are."""
 
     path: str = Field(description="Zarr store: a local path or an fsspec URL")
-    array: str | None = Field(None, description="array inside the Zarr group (None: the path is the array, or the group's only array)")
-    sample_weight: str | None = Field(None, description="array in the same Zarr group with one non-negative weight per row (None: unit weights)")
-    chunk_rows: Annotated[int, Field(ge=1)] | None = Field(None, description="rechunk to this many rows per chunk")
+    array: str | None = Field(default=None, description="array inside the Zarr group (None: the path is the array, or the group's only array)")
+    sample_weight: str | None = Field(default=None, description="array in the same Zarr group with one non-negative weight per row (None: unit weights)")
+    chunk_rows: Annotated[int, Field(ge=1)] | None = Field(default=None, description="rechunk to this many rows per chunk")
     allow_missing_chunks: bool = False
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -88,7 +89,7 @@ class ClusterConfig(_Section):
     kind: Literal["embedded", "local", "address", "jobqueue"] = "embedded"
     n_workers: Annotated[int, Field(ge=1)] = 2
     threads_per_worker: Annotated[int, Field(ge=1)] = 1
-    memory_limit: str | None = Field(None, description="per worker, e.g. '4GiB'; None: dask's default share")
+    memory_limit: str | None = Field(default=None, description="per worker, e.g. '4GiB'; None: dask's default share")
     address: str | None = None
     tls: TLSConfig | None = None
     jobqueue: JobqueueConfig | None = None
@@ -109,12 +110,12 @@ class ClusterConfig(_Section):
 
 
 class OutputConfig(_Section):
-    model: str | None = Field(None, description="model file to write (.npz)")
-    predictions: str | None = Field(None, description="Zarr store for labels (and optional extras)")
+    model: str | None = Field(default=None, description="model file to write (.npz)")
+    predictions: str | None = Field(default=None, description="Zarr store for labels (and optional extras)")
     probabilities: bool = False
     log_likelihood: bool = False
     overwrite: bool = False
-    shard_rows: Annotated[int, Field(ge=1)] | None = Field(None, description="rows per shard of the prediction arrays (None: not sharded)")
+    shard_rows: Annotated[int, Field(ge=1)] | None = Field(default=None, description="rows per shard of the prediction arrays (None: not sharded)")
 
     _absolute_paths = field_validator("model", "predictions")(_client_path)
 
@@ -213,7 +214,7 @@ def parse_config(raw: Any, source: str = "") -> JobConfig:
         raise ConfigError(_format_errors(error, source)) from None
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> JobConfig:
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> JobConfig:
     """Read a YAML config (safely: no Python objects), apply overrides, validate.
 
     Relative paths in ``data``, ``output``, ``checkpoint`` and
@@ -225,7 +226,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> JobConfig
     ----------
     path : str or os.PathLike
         The YAML file.
-    overrides : list of str
+    overrides : sequence of str
         ``section.key=value`` overrides (values parsed as YAML).
 
     Returns
