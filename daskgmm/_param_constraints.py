@@ -8,11 +8,16 @@ model files record and check exactly these parameters
 
 from __future__ import annotations
 
+import inspect
 from numbers import Integral, Real
 from typing import Any
 
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
 PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     **SklearnGaussianMixture._parameter_constraints,
@@ -41,3 +46,20 @@ def accepts_bool(name: str) -> bool:
     """
     return any(c in ("boolean", "verbose") for c in PARAMETER_CONSTRAINTS.get(name, [])
                if isinstance(c, str))
+
+
+def scikit_learn_default(name: str) -> Any:
+    """The default of one of scikit-learn's ``GaussianMixture`` parameters (ours are the same)."""
+    return inspect.signature(SklearnGaussianMixture).parameters[name].default
+
+
+def validate_parameters(params: dict[str, Any]) -> None:
+    """Check parameter values against :data:`PARAMETER_CONSTRAINTS`, as the estimator's
+    ``_validate_params`` does (absent parameters take their valid defaults).
+
+    Raises
+    ------
+    ValueError
+        scikit-learn's ``InvalidParameterError``, naming the parameter and what is allowed.
+    """
+    validate_parameter_constraints(PARAMETER_CONSTRAINTS, params, caller_name="GaussianMixture")

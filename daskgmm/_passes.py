@@ -66,11 +66,17 @@ class _SingleThreadedBlas:
     zero between two tasks of one pass, and changing OpenBLAS's thread count
     while another thread is inside a matrix product made products round
     differently (6 of 16 repeated fits differed in their last bits). Held per
-    pass, 0 of 33 differed. It is not held for a whole fit: between passes no
-    task runs, and the client's own work (M-step, k-means on candidates) is
-    deterministic at any fixed thread count. Measured again without the
-    per-fit hold: 20 repeated full and 12 tied fits (160,000 x 48, 16 chunks,
-    local scheduler) were each bitwise equal.
+    pass, 0 of 33 differed.
+
+    Why also around a whole fit (the estimator's ``fit``, ``partial_fit`` and
+    ``fit_many``): not for reproducibility (without it, 20 repeated full and
+    12 tied fits of 160,000 x 48 rows in 16 chunks were each bitwise equal),
+    but for speed. Between passes the client's own BLAS calls (M-step,
+    Cholesky factors) would run on OpenBLAS's threads, which then spin for a
+    while and take a core from the next pass's tasks: case a of the
+    benchmark (full, 1,000,000 x 16, K=8, local scheduler, 2 cores) took
+    0.255 s per iteration held per pass and 0.224 s held per fit (medians of 3,
+    alternating runs).
     """
 
     def __init__(self) -> None:

@@ -21,7 +21,21 @@ from .exceptions import CorruptChunkError, MissingChunksError
 
 
 def missing_chunk_indices(array: zarr.Array, limit: int = 10) -> list[tuple[int, ...]]:
-    """Grid indices of up to ``limit`` chunks that were never written."""
+    """Grid indices of up to ``limit`` chunks that were never written.
+
+    Parameters
+    ----------
+    array : zarr.Array
+    limit : int, default=10
+        Stop after finding this many.
+
+    Returns
+    -------
+    list of tuple of int
+        The chunk-grid indices (one int per dimension, in units of
+        ``array.chunks``) whose chunk key is absent from the store, in
+        row-major grid order; at most ``limit``, empty if none is missing.
+    """
     import itertools
 
     from zarr.core.sync import sync
@@ -180,6 +194,12 @@ def check_zarr_complete(array: zarr.Array, allow_missing_chunks: bool = False) -
 
     Zarr reads a missing chunk as its fill value without any error, which
     would be clustered as real rows.
+
+    Parameters
+    ----------
+    array : zarr.Array
+    allow_missing_chunks : bool, default=False
+        Accept the array without checking (missing chunks read as the fill value).
     """
     if allow_missing_chunks:
         return
@@ -470,6 +490,12 @@ def refuse_relative_zarr_sources(array: da.Array) -> None:
     not the client's on a cluster: the fit would silently read whatever data
     sit at that path there. daskgmm's own readers make paths absolute; a graph
     the user built (``da.from_zarr("data.zarr")``) cannot be rewritten safely.
+
+    Parameters
+    ----------
+    array : dask.array.Array
+        Its graph's Zarr sources (see :func:`dask_array_location`) are checked;
+        those in a ``LocalStore`` must have an absolute root.
     """
     from zarr.storage import LocalStore
 
@@ -490,6 +516,16 @@ def dask_array_location(array: da.Array) -> str | None:
     reader) keeps the source object in a one-key layer named
     ``original-<name>``; those layers survive rechunking and dtype
     conversion. Several sources are joined by ``" + "`` in the order found.
+
+    Parameters
+    ----------
+    array : dask.array.Array
+
+    Returns
+    -------
+    str or None
+        The :func:`zarr_location` of each distinct Zarr array the graph reads,
+        joined by ``" + "``; None if it reads none (an in-memory array, say).
     """
     found: list[str] = []
     for source in _zarr_sources(array):

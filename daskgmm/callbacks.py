@@ -26,6 +26,15 @@ class ProgressLog:
         self.fmt = fmt
 
     def __call__(self, info: IterationInfo) -> None:
+        """Write one line for an iteration to ``stream``, and flush it.
+
+        Parameters
+        ----------
+        info : IterationInfo
+            The iteration just done: its number, mean log-likelihood, change and
+            seconds (and convergence, in 'json'); prefixed by the model's index
+            when several models are fitted together.
+        """
         if self.fmt == "json":
             record = {"event": "iteration", "iteration": info.n_iter,
                       "log_likelihood": info.lower_bound, "change": info.change,

@@ -102,6 +102,23 @@ class Checkpoint:
         self._params = encode_params(model.get_params(deep=False))
 
     def __call__(self, info: IterationInfo) -> None:
+        """Write the checkpoint after an iteration whose number is a multiple of
+        ``interval``, or that ends the fit (converged or ``max_iter``).
+
+        Parameters
+        ----------
+        info : IterationInfo
+            The iteration just done: its state, the history of lower bounds and
+            the data's fingerprint are written to ``path``, replacing the
+            previous checkpoint.
+
+        Raises
+        ------
+        RuntimeError
+            :meth:`before_fit` was not called first.
+        ModelFileError
+            The state does not pass the model file schema; nothing is written.
+        """
         if self._params is None:
             raise RuntimeError("Checkpoint.before_fit(model) was not called before the first "
                                "iteration: the checkpoint would not know its model's parameters.")
@@ -259,6 +276,20 @@ def check_digest(path: str | os.PathLike, recorded: dict, current: dict[str, Any
                  digest: str) -> None:
     """Refuse a checkpoint whose data had other contents (the first resumed pass's digest).
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint, named in the message.
+    recorded : dict
+        The ``data`` fingerprint of its ``checkpoint`` section, with the
+        ``digest`` of the data it was written for.
+    current : dict
+        :meth:`daskgmm._data.Dataset.fingerprint` of the data being fitted,
+        named in the message.
+    digest : str
+        The content digest the first resumed pass took of those data
+        (:func:`daskgmm._passes.run_pass_with_digest`).
+
     Raises
     ------
     CheckpointDataError
@@ -276,7 +307,19 @@ def check_digest(path: str | os.PathLike, recorded: dict, current: dict[str, Any
 
 def checkpoint_finished(state: dict) -> bool:
     """Whether a ``checkpoint`` section records a fit that ended by itself (converged or
-    ``max_iter``; checkpoints of earlier releases recorded only ``converged``)."""
+    ``max_iter``; checkpoints of earlier releases recorded only ``converged``).
+
+    Parameters
+    ----------
+    state : dict
+        The ``checkpoint`` section of a checkpoint's metadata.
+
+    Returns
+    -------
+    bool
+        Its ``finished`` flag; where that is absent (earlier releases), its
+        ``converged`` flag; False if it has neither.
+    """
     return bool(state.get("finished", state.get("converged", False)))
 
 

@@ -57,7 +57,12 @@ from pydantic import (
 )
 
 from ._files import atomic_write_bytes
-from ._param_constraints import accepts_bool, parameter_names
+from ._param_constraints import (
+    accepts_bool,
+    parameter_names,
+    scikit_learn_default,
+    validate_parameters,
+)
 from .exceptions import ModelFileError
 
 FORMAT = "daskgmm-model"
@@ -69,7 +74,15 @@ _MT19937_WORDS = 624
 
 
 def dependency_versions() -> dict[str, str]:
-    """Versions of daskgmm and the libraries a fit depends on."""
+    """Versions of daskgmm and the libraries a fit depends on.
+
+    Returns
+    -------
+    dict of str to str
+        Distribution name (``daskgmm``, ``dask``, ``distributed``, ``numpy``,
+        ``scipy``, ``zarr``, ``scikit-learn``) to its installed version, or
+        ``"unknown"`` where it is not installed.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
@@ -336,11 +349,9 @@ class ModelMetadata(_Section):
 
     @model_validator(mode="after")
     def _valid_params(self) -> ModelMetadata:
-        from .estimator import GaussianMixture
-
         decoded = _decode_params(self.params)
         try:
-            GaussianMixture(**decoded)._validate_params()
+            validate_parameters(decoded)
         except ValueError as exc:  # sklearn's InvalidParameterError names the parameter
             raise ValueError(f"params: {exc}") from None
         self._decoded = decoded
@@ -357,7 +368,16 @@ class ModelMetadata(_Section):
 
     @property
     def decoded_params(self) -> dict[str, Any]:
-        """The constructor parameters as Python values (see :func:`decode_params`)."""
+        """The constructor parameters as Python values (see :func:`decode_params`).
+
+        Returns
+        -------
+        dict
+            Parameter name to value, as validated: ``*_init`` arrays as float64
+            ndarrays, a ``random_state`` recorded as its MT19937 state as a
+            ``numpy.random.RandomState``; parameters the file lacks are left out.
+            A new dict each call (a shallow copy).
+        """
         return dict(self._decoded)
 
 
@@ -407,10 +427,10 @@ class ModelFile(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelFile:
-        from .estimator import GaussianMixture
-
-        model = GaussianMixture(**self.metadata.decoded_params)
-        k, ct, d = model.n_components, model.covariance_type, self.metadata.fitted.n_features_in_
+        params = self.metadata.decoded_params
+        k = params.get("n_components", scikit_learn_default("n_components"))
+        ct = params.get("covariance_type", scikit_learn_default("covariance_type"))
+        d = self.metadata.fitted.n_features_in_
         cov_shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[ct]
         for name, shape in (("weights", (k,)), ("means", (k, d)), ("covariances", cov_shape),
                             ("precisions_cholesky", cov_shape)):
@@ -428,7 +448,14 @@ class ModelFile(BaseModel):
         return self
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays, as float64."""
+        """The arrays, as float64.
+
+        Returns
+        -------
+        dict of ndarray
+            ``weights``, ``means``, ``covariances``, ``precisions_cholesky`` and
+            ``lower_bounds`` by name, as validated (float64, finite).
+        """
         return {name: getattr(self, name) for name in _ARRAYS}
 
 
@@ -814,6 +841,11 @@ def read_fitted_model(path: str | os.PathLike) -> FittedModel:
 def read_fitted_model_and_metadata(path: str | os.PathLike) -> tuple[FittedModel, dict]:
     """:func:`read_fitted_model` and the file's whole metadata, from one read of the file.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file or checkpoint.
+
     Returns
     -------
     fitted : FittedModel
@@ -833,7 +865,23 @@ def read_fitted_model_and_metadata(path: str | os.PathLike) -> tuple[FittedModel
 
 
 def model_summary(path: str | os.PathLike) -> dict:
-    """What a model file holds, as a JSON-able dict (for ``daskgmm info``)."""
+    """What a model file holds, as a JSON-able dict (for ``daskgmm info``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file or checkpoint, read with :func:`read_model_file`.
+
+    Returns
+    -------
+    dict
+        The metadata's ``format``, ``format_version``, ``estimator``, ``params``
+        (a recorded ``random_state`` state shown as ``"RandomState (MT19937
+        state)"``), ``fitted`` and ``versions`` (empty if absent); ``arrays``,
+        each array's name to its shape as a list; ``weights``, the mixture
+        weights rounded to 6 decimals; and the ``checkpoint`` and ``selection``
+        sections, if the file has them.
+    """
     arrays, metadata = read_model_file(path)
     summary = {k: metadata[k] for k in ("format", "format_version", "estimator", "params",
                                         "fitted")}

@@ -193,7 +193,16 @@ WORKER_GLIBC_TUNABLES = "glibc.malloc.hugetlb=1"
 
 def worker_environment() -> dict[str, str]:
     """dask's ``distributed.nanny.pre-spawn-environ`` with the allocator setting
-    daskgmm's workers run with (an existing ``GLIBC_TUNABLES`` is kept)."""
+    daskgmm's workers run with (an existing ``GLIBC_TUNABLES`` is kept).
+
+    Returns
+    -------
+    dict of str to str
+        Environment variables for the worker processes a nanny spawns: a copy
+        of the configured ``pre-spawn-environ``, plus ``GLIBC_TUNABLES`` set to
+        :data:`WORKER_GLIBC_TUNABLES` unless that config or this process's
+        environment already sets it.
+    """
     import dask
     import distributed  # noqa: F401  (loads distributed's config defaults)
 

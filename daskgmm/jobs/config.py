@@ -182,7 +182,24 @@ def _section_for(loc: tuple) -> type[BaseModel] | None:
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply ``section.key=value`` overrides (values parsed as YAML) to a raw config."""
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to a raw config.
+
+    Parameters
+    ----------
+    raw : dict
+        The config as read from YAML, not yet validated; it is not modified.
+    overrides : list of str
+        ``dotted.key=value`` items, applied in order (a later one wins). The
+        key may name a nested section (``cluster.jobqueue.cores=4``); sections
+        it names that are absent are created. The value, after the first
+        ``=``, is parsed with ``yaml.safe_load`` (``4`` an int, ``null`` None).
+
+    Returns
+    -------
+    dict
+        A copy of ``raw`` with the overrides applied (the sections they touch
+        copied, the others shared with ``raw``).
+    """
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     for item in overrides:
         if "=" not in item:
@@ -204,7 +221,22 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def parse_config(raw: Any, source: str = "") -> JobConfig:
-    """Validate a raw mapping as a :class:`JobConfig`; raise :class:`ConfigError` on any problem."""
+    """Validate a raw mapping as a :class:`JobConfig`; raise :class:`ConfigError` on any problem.
+
+    Parameters
+    ----------
+    raw : Any
+        The config as read from YAML (with overrides applied); anything but a
+        mapping is refused.
+    source : str, default=""
+        What the config was read from (e.g. the file's quoted path), named in
+        the error message.
+
+    Returns
+    -------
+    JobConfig
+        The validated config, defaults filled in and local paths made absolute.
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"Invalid config {source}: the top level must be a mapping of sections "
                           f"(data, model, cluster, output, checkpoint), got {type(raw).__name__}.")
@@ -252,5 +284,18 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> JobCo
 
 
 def estimator_params(model: ModelConfig) -> dict:
-    """Keyword arguments for ``GaussianMixture`` from the model section."""
+    """Keyword arguments for ``GaussianMixture`` from the model section.
+
+    Parameters
+    ----------
+    model : ModelConfig
+        The validated ``model`` section of a job config.
+
+    Returns
+    -------
+    dict
+        Every ``GaussianMixture`` parameter by name (those the config leaves
+        out at their defaults), as plain Python values (``*_init`` as nested
+        lists).
+    """
     return model.model_dump()

@@ -31,7 +31,29 @@ class MixtureSpec:
 def random_mixture(
     n_features: int, n_components: int, separation: float, seed: int
 ) -> MixtureSpec:
-    """Random weights, means ``separation`` standard deviations apart on average, and full covariances."""
+    """Random weights, means ``separation`` standard deviations apart on average, and full covariances.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the data.
+    n_components : int
+        Number of mixture components.
+    separation : float
+        Standard deviation of the normal distribution the means are drawn
+        from (centred on the origin); the covariances are of order one.
+    seed : int
+        Seeds the draw, from a stream (``[seed, 2**31]``) apart from the
+        chunks' own streams.
+
+    Returns
+    -------
+    MixtureSpec
+        ``weights`` (n_components,) drawn from a symmetric Dirichlet(5),
+        ``means`` (n_components, n_features), and ``covariances``
+        (n_components, n_features, n_features), each ``A @ A.T / n_features +
+        0.5 * I`` for a standard normal ``A``, so positive definite.
+    """
     rng = np.random.default_rng([seed, 2**31])
     weights = rng.dirichlet(np.full(n_components, 5.0))
     means = rng.normal(scale=separation, size=(n_components, n_features))
@@ -41,7 +63,24 @@ def random_mixture(
 
 
 def draw_rows(spec: MixtureSpec, n_rows: int, rng: np.random.Generator):
-    """Rows of the mixture and their component labels."""
+    """Rows of the mixture and their component labels.
+
+    Parameters
+    ----------
+    spec : MixtureSpec
+        The mixture to draw from.
+    n_rows : int
+        Number of rows to draw.
+    rng : numpy.random.Generator
+        The random stream to draw from (consumed).
+
+    Returns
+    -------
+    rows : ndarray of shape (n_rows, n_features)
+        float64 rows, each drawn from the normal distribution of its component.
+    labels : ndarray of shape (n_rows,)
+        The index of each row's component, drawn with probabilities ``spec.weights``.
+    """
     labels = rng.choice(spec.weights.size, size=n_rows, p=spec.weights)
     chol = np.linalg.cholesky(spec.covariances)
     z = rng.standard_normal(size=(n_rows, spec.means.shape[1]))
