@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -81,6 +82,33 @@ def _block_rows(n_features_out: int) -> int:
     """Rows per block whose ``n_features_out`` features fill ``_FEATURE_BLOCK_BYTES``."""
     rows = _FEATURE_BLOCK_BYTES // (8 * n_features_out)
     return int(min(max(rows, _MIN_BLOCK_ROWS), _MAX_BLOCK_ROWS))
+
+
+#: Each row block of a chunk task's temporaries (distances to candidates,
+#: log-densities, responsibilities) takes about this much memory, so that a
+#: task's memory is bounded by its chunk and this, not by rows x components.
+ROW_BLOCK_BYTES = 8 * 2**20
+
+
+def row_blocks(n_rows: int, floats_per_row: int) -> Iterator[slice]:
+    """Consecutive row ranges whose temporaries take about :data:`ROW_BLOCK_BYTES` each.
+
+    Parameters
+    ----------
+    n_rows : int
+    floats_per_row : int
+        The float64 values a block's temporaries hold per row (say ``K``
+        log-densities and ``K`` responsibilities: ``2 K``).
+
+    Yields
+    ------
+    slice
+        Row ranges in order, covering every row once, each of at least
+        ``_MIN_BLOCK_ROWS`` rows (but the last).
+    """
+    step = max(ROW_BLOCK_BYTES // (8 * max(floats_per_row, 1)), _MIN_BLOCK_ROWS)
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
 
 
 def _log_weighted_density(sq_distance: np.ndarray, log_det: np.ndarray | float,

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._data import Dataset
+from ._density import row_blocks
 from ._em import check_finite_stats, combine_quietly
 from ._mstep import m_step
 from ._params import (
@@ -41,7 +42,7 @@ from ._params import (
     precision_cholesky_from_precisions,
 )
 from ._passes import check_finite_block, compute_pass, run_pass
-from ._stats import Stats, hard_moments, shifted_moments
+from ._stats import Stats, empty_stats, hard_moments, shifted_moments
 
 KMEANS_PARALLEL_ROUNDS = 5
 KMEANS_MAX_LLOYD_PASSES = 20
@@ -149,10 +150,17 @@ class _RandomRespParams:
 
 
 def _random_resp_chunk(block: np.ndarray, p: _RandomRespParams, start: int) -> Stats:
-    resp = row_uniforms(p.seed, 0, start, block.shape[0], p.centres.shape[0])
-    resp /= resp.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are reported below
-        stats = shifted_moments(block, resp, p.centres, p.covariance_type)
+    n_components = p.centres.shape[0]
+    parts = []
+    # Row blocks, so that the (rows, K) responsibilities exist one block at a time;
+    # row_uniforms draws by row number, so the blocks draw what the whole chunk would.
+    for rows in row_blocks(block.shape[0], 2 * n_components + block.shape[1]):
+        resp = row_uniforms(p.seed, 0, start + rows.start, rows.stop - rows.start, n_components)
+        resp /= resp.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are reported below
+            parts.append(shifted_moments(block[rows], resp, p.centres, p.covariance_type))
+    stats = (combine_quietly(parts) if parts
+             else empty_stats(n_components, block.shape[1], p.covariance_type))
     if not np.isfinite(stats["s1"]).all():
         check_finite_block(block, start)
     return stats
@@ -181,11 +189,18 @@ def nearest_centre(block: np.ndarray, centres: np.ndarray, origin: np.ndarray):
     point near the data), so that the expansion does not cancel for data far
     from zero.
     """
-    y = np.asarray(block, dtype=np.float64) - origin
     c = centres - origin
-    d2 = np.einsum("ij,ij->i", y, y)[:, None] - 2.0 * (y @ c.T) + np.einsum("ij,ij->i", c, c)
-    labels = np.argmin(d2, axis=1)
-    return labels, np.maximum(d2[np.arange(d2.shape[0]), labels], 0.0)
+    c_norms = np.einsum("ij,ij->i", c, c)
+    labels = np.empty(block.shape[0], dtype=np.intp)
+    nearest = np.empty(block.shape[0])
+    # Row blocks: the (rows, candidates) distance matrix never exists for a whole chunk
+    # (1M rows and 640 candidates would be 5 GB a task).
+    for rows in row_blocks(block.shape[0], 2 * centres.shape[0] + block.shape[1]):
+        y = np.asarray(block[rows], dtype=np.float64) - origin
+        d2 = np.einsum("ij,ij->i", y, y)[:, None] - 2.0 * (y @ c.T) + c_norms
+        labels[rows] = np.argmin(d2, axis=1)
+        nearest[rows] = d2[np.arange(d2.shape[0]), labels[rows]]
+    return labels, np.maximum(nearest, 0.0)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ kernels (not scikit-learn, whose import costs each worker about 60 MiB).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
 
 import numpy as np
 
-from ._density import estimate_log_prob_resp
+from ._density import estimate_log_prob_resp, row_blocks
 from ._params import GMMParams
 from ._passes import check_finite_block
 from .exceptions import NonFiniteError
@@ -20,46 +20,76 @@ BlockKernel = Callable[[np.ndarray, GMMParams, int], np.ndarray]
 
 
 def _checked_log_prob_resp(X: np.ndarray, params: GMMParams, start: int,
-                           need_resp: bool) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`estimate_log_prob_resp`, refusing rows whose result is undefined.
+                           need_resp: bool) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """:func:`estimate_log_prob_resp` block by block, refusing rows whose result is undefined.
 
-    A NaN log-likelihood is never returned; a row whose density is zero under
-    every component (``-inf``) has no responsibilities, so labels and
-    probabilities refuse it too, while ``score_samples`` returns ``-inf`` for
-    it, as scikit-learn does.
+    Yields ``(rows, log_prob_norm, log_resp)`` for consecutive row blocks of
+    the chunk (:func:`daskgmm._density.row_blocks`), so that the (rows, K)
+    arrays exist one block at a time. A NaN log-likelihood is never
+    returned; a row whose density is zero under every component (``-inf``)
+    has no responsibilities, so labels and probabilities refuse it too,
+    while ``score_samples`` returns ``-inf`` for it, as scikit-learn does.
     """
+    for rows in row_blocks(X.shape[0], 3 * params.n_components + X.shape[1]):
+        log_prob_norm, log_resp = _log_prob_resp(X[rows], params)
+        if _undefined(log_prob_norm, need_resp).any():
+            _refuse_undefined_rows(X, params, start, need_resp)
+        yield rows, log_prob_norm, log_resp
+
+
+def _log_prob_resp(X: np.ndarray, params: GMMParams) -> tuple[np.ndarray, np.ndarray]:
     # Overflowing squares become infinite distances (a density of zero), and
     # an expansion that meets them is redone by the whitened path: no NaN
-    # survives to the checks below.
+    # survives to the checks.
     with np.errstate(over="ignore", invalid="ignore"):
-        log_prob_norm, log_resp = estimate_log_prob_resp(X, params)
+        return estimate_log_prob_resp(X, params)
+
+
+def _undefined(log_prob_norm: np.ndarray, need_resp: bool) -> np.ndarray:
     bad = np.isnan(log_prob_norm)
-    if need_resp:
-        bad |= ~np.isfinite(log_prob_norm)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise NonFiniteError(
-            f"The model gives {rows.size} row(s) of finite input in the chunk of rows "
-            f"{start}-{start + X.shape[0] - 1} (first: row {start + int(rows[0])}) a "
-            f"log-likelihood of {log_prob_norm[rows[0]]}: the values overflow float64 "
-            "under the model's precisions, or the model's parameters are degenerate. "
-            "Scale the data, or refit the model.")
-    return log_prob_norm, log_resp
+    return bad | ~np.isfinite(log_prob_norm) if need_resp else bad
+
+
+def _refuse_undefined_rows(X: np.ndarray, params: GMMParams, start: int,
+                           need_resp: bool) -> NoReturn:
+    """Raise :class:`NonFiniteError` naming the chunk, its undefined rows and the first one."""
+    count, first, value = 0, None, None
+    for rows in row_blocks(X.shape[0], 3 * params.n_components + X.shape[1]):
+        log_prob_norm, _ = _log_prob_resp(X[rows], params)
+        bad = np.flatnonzero(_undefined(log_prob_norm, need_resp))
+        if bad.size and first is None:
+            first, value = rows.start + int(bad[0]), log_prob_norm[bad[0]]
+        count += bad.size
+    raise NonFiniteError(
+        f"The model gives {count} row(s) of finite input in the chunk of rows "
+        f"{start}-{start + X.shape[0] - 1} (first: row {start + (first or 0)}) a "
+        f"log-likelihood of {value}: the values overflow float64 "
+        "under the model's precisions, or the model's parameters are degenerate. "
+        "Scale the data, or refit the model.")
 
 
 def log_likelihood_block(X: np.ndarray, params: GMMParams, start: int = 0) -> np.ndarray:
     """Per-row log-likelihood, shape (n_rows,)."""
-    return _checked_log_prob_resp(X, params, start, need_resp=False)[0]
+    out = np.empty(X.shape[0])
+    for rows, log_prob_norm, _ in _checked_log_prob_resp(X, params, start, need_resp=False):
+        out[rows] = log_prob_norm
+    return out
 
 
 def labels_block(X: np.ndarray, params: GMMParams, start: int = 0) -> np.ndarray:
     """Most probable component of each row, shape (n_rows,)."""
-    return _checked_log_prob_resp(X, params, start, need_resp=True)[1].argmax(axis=1)
+    out = np.empty(X.shape[0], dtype=np.int64)
+    for rows, _, log_resp in _checked_log_prob_resp(X, params, start, need_resp=True):
+        out[rows] = log_resp.argmax(axis=1)
+    return out
 
 
 def proba_block(X: np.ndarray, params: GMMParams, start: int = 0) -> np.ndarray:
     """Responsibilities, shape (n_rows, n_components)."""
-    return np.exp(_checked_log_prob_resp(X, params, start, need_resp=True)[1])
+    out = np.empty((X.shape[0], params.n_components))
+    for rows, _, log_resp in _checked_log_prob_resp(X, params, start, need_resp=True):
+        np.exp(log_resp, out=out[rows])
+    return out
 
 
 def checked_block(block: np.ndarray, kernel: BlockKernel, params: GMMParams,

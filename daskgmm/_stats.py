@@ -31,6 +31,7 @@ from ._density import (
     linear_form,
     log_prob_resp,
     logsumexp_rows,
+    row_blocks,
     weighted_log_prob_whitened,
 )
 from ._params import GMMParams, _global_centre
@@ -302,16 +303,28 @@ def estep_stats_many(
 
 
 def _estep_stats_exact(X: np.ndarray, params: GMMParams, sample_weight: np.ndarray | None) -> Stats:
-    """The E-step by the whitened path alone (no expansion anywhere)."""
-    log_prob_norm, log_resp = log_prob_resp(weighted_log_prob_whitened(X, params))
-    with np.errstate(under="ignore", invalid="ignore"):
-        resp = np.exp(log_resp, out=log_resp)
-    if sample_weight is not None:
-        resp *= sample_weight[:, np.newaxis]
-        log_prob_norm = log_prob_norm * sample_weight
-    stats = shifted_moments(X, resp, params.means, params.covariance_type)
+    """The E-step by the whitened path alone (no expansion anywhere), in row blocks.
+
+    The (rows, K) log-densities and responsibilities exist one block at a
+    time, so the task's memory does not grow with rows x K.
+    """
+    parts = []
+    for rows in row_blocks(X.shape[0], 3 * params.n_components + X.shape[1]):
+        block = X[rows]
+        log_prob_norm, log_resp = log_prob_resp(weighted_log_prob_whitened(block, params))
+        with np.errstate(under="ignore", invalid="ignore"):
+            resp = np.exp(log_resp, out=log_resp)
+        if sample_weight is not None:
+            weights = sample_weight[rows]
+            resp *= weights[:, np.newaxis]
+            log_prob_norm = log_prob_norm * weights
+        stats = shifted_moments(block, resp, params.means, params.covariance_type)
+        stats["loglik"] = np.float64(log_prob_norm.sum())
+        parts.append(stats)
+    if not parts:
+        parts.append(empty_stats(params.n_components, X.shape[1], params.covariance_type))
+    stats = combine_stats(parts)
     stats["n"] = np.float64(X.shape[0] if sample_weight is None else sample_weight.sum())
-    stats["loglik"] = np.float64(log_prob_norm.sum())
     return stats
 
 

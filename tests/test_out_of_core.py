@@ -123,3 +123,24 @@ def test_fit_score_predict_on_data_4x_larger_than_worker_memory(big_zarr, small_
     part = da.from_zarr(X)[: X.shape[0] // 16]
     _, growth_part, _ = _measure(client, lambda: _fit(part, means_init))
     assert max(growth.values()) < max(growth_part.values()) + 4 * chunk_bytes
+
+
+def test_the_default_kmeans_initialisation_runs_in_workers_too_small_for_its_distances(
+        big_zarr, small_memory_cluster):
+    """k-means|| gathers about 2K candidates a round; with K=32 a 100,000-row chunk's
+    distances to them all take 5 x 64 x 100,000 x 8 bytes = 256 MB at once, with the
+    matrix product beside them more than a worker's 384 MiB. In row blocks the tasks
+    stay within the chunk-bounded memory of the E-step."""
+    client = small_memory_cluster
+    n_components = 32
+    X = da.from_zarr(open_zarr_array(big_zarr, "X"))[: 10 * CHUNK_ROWS]
+    assert 2 * n_components * 5 * CHUNK_ROWS * 8 > 0.6 * WORKER_MEMORY
+    model = GaussianMixture(n_components, covariance_type="diag", max_iter=1, tol=0,
+                            random_state=0, persist=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter=1 does not converge, by design
+        fitted, growth, peaks = _measure(client, lambda: model.fit(X))
+    assert np.all(np.isfinite(fitted.means_)) and fitted.n_iter_ == 1
+    print("peak RSS per worker, MiB:", sorted(round(v / 2**20) for v in peaks.values()))
+    assert max(peaks.values()) < 0.8 * WORKER_MEMORY
+    assert max(growth.values()) < 12 * CHUNK_ROWS * N_FEATURES * 8
