@@ -88,3 +88,21 @@ def test_the_same_pass_is_bitwise_reproducible(params, X_offset):
         again = run_pass(data, estep_chunk, params, name="gmm-estep", split_every=3)
         for key in first:
             np.testing.assert_array_equal(again[key], first[key])
+
+
+@pytest.mark.parametrize("n_chunks", [10, 1000])
+def test_a_pass_graph_is_one_layer_whatever_the_number_of_chunks(n_chunks):
+    """One low-level layer of plain tasks (plus the parameters' and the data's own), not a
+    Delayed object per chunk: building those cost about half of a pass over tiny chunks."""
+    from daskgmm._em import combine_many, estep_chunk
+    from daskgmm._params import compute_precision_cholesky
+
+    X = da.zeros((n_chunks * 4, 2), chunks=(4, 2))
+    data = as_dataset(X)
+    params = GMMParams(np.array([0.5, 0.5]), np.array([[0.0, 0.0], [1.0, 1.0]]),
+                       compute_precision_cholesky(np.tile(np.eye(2), (2, 1, 1)), "full"), "full")
+    graph = pass_graph(data, estep_chunk, (params,), name="gmm-estep", split_every=8,
+                       combine=combine_many).__dask_graph__()
+    assert len(graph.layers) == len(X.__dask_graph__().layers) + 2
+    chunk_tasks = [k for k in graph if isinstance(k, tuple) and k[0].endswith("-chunk")]
+    assert len(chunk_tasks) == n_chunks
