@@ -357,9 +357,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         random_state = check_random_state(self.random_state)
         params, covariances = _initial_parameters(self.get_params(deep=False),
                                                   data.with_weights(None), random_state)
-        self._set_fitted(EMResult(params, covariances, -np.inf))
+        start = EMResult(params, covariances, -np.inf)
+        self._set_fitted(start)  # the model a failed first step leaves, as before
         result, state = run_online_em(
-            data, EMResult(params, covariances, -np.inf), passes=self.online_passes,
+            data, start, passes=self.online_passes,
             batch_size=self.batch_size, random_state=random_state, reg_covar=self.reg_covar,
             learning_decay=self.learning_decay, learning_offset=self.learning_offset,
             split_every=self.split_every, callbacks=callbacks)
