@@ -260,7 +260,8 @@ def check_finite_stats(
     )
 
 
-def _m_step(stats: Stats, params: GMMParams, reg_covar: float) -> tuple[GMMParams, np.ndarray]:
+def m_step_params(stats: Stats, params: GMMParams, reg_covar: float) -> tuple[GMMParams, np.ndarray]:
+    """The M-step from statistics about ``params``' means: new parameters and covariances."""
     weights, means, covariances = m_step(stats, params.means, params.covariance_type, reg_covar)
     prec_chol = compute_precision_cholesky(covariances, params.covariance_type)
     return GMMParams(weights, means, prec_chol, params.covariance_type), covariances
@@ -398,7 +399,7 @@ def run_em_many(
             check_finite_stats(model_stats, result.params.covariance_type,
                                iteration=result.n_iter + 1, params=result.params,
                                model=i, n_models=len(results))
-            params, covariances = _m_step(model_stats, result.params, reg_covar[i])
+            params, covariances = m_step_params(model_stats, result.params, reg_covar[i])
             lower_bound = float(model_stats["loglik"] / model_stats["n"])
             change = lower_bound - result.lower_bound
             result.params, result.covariances = params, covariances

@@ -4,9 +4,9 @@ Every strategy returns the statistics that scikit-learn's ``_initialize``
 would compute from its initial responsibilities, so that the M-step turns
 them into initial weights, means and covariances the same way:
 
-* ``kmeans``: scalable k-means (k-means|| seeding [1]_, a weighted
-  reclustering of the candidates, then Lloyd passes); responsibilities are
-  the final hard labels.
+* ``kmeans``: scalable k-means in three passes (a lightweight coreset [1]_,
+  weighted k-means on it on the client, then one Lloyd pass); responsibilities
+  are the hard labels of that pass.
 * ``k-means++``: k-means++ [2]_ on a uniform sample of rows; one-hot
   responsibilities on the chosen rows, as in scikit-learn.
 * ``random_from_data``: rows chosen uniformly, as in scikit-learn.
@@ -17,8 +17,8 @@ index, so the initialisation does not depend on how the data are chunked.
 
 References
 ----------
-.. [1] Bahmani, Moseley, Vattani, Kumar, Vassilvitskii. "Scalable
-   K-Means++". VLDB 2012.
+.. [1] Bachem, Lucic and Krause. "Scalable k-Means Clustering via
+   Lightweight Coresets". KDD 2018.
 .. [2] Arthur and Vassilvitskii. "k-means++: the advantages of careful
    seeding". SODA 2007.
 """
@@ -33,7 +33,7 @@ import numpy as np
 
 from ._data import Dataset
 from ._density import row_blocks
-from ._em import check_finite_stats, combine_quietly
+from ._em import check_finite_stats, combine_many_quietly, combine_quietly, m_step_params
 from ._mstep import m_step
 from ._params import (
     GMMParams,
@@ -42,11 +42,17 @@ from ._params import (
     precision_cholesky_from_precisions,
 )
 from ._passes import check_finite_block, compute_pass, run_pass
-from ._stats import Stats, empty_stats, hard_moments, shifted_moments
+from ._stats import Stats, empty_stats, estep_stats, hard_moments, shifted_moments
 
-KMEANS_PARALLEL_ROUNDS = 5
-KMEANS_MAX_LLOYD_PASSES = 20
-KMEANS_TOL = 1e-4
+CORESET_ROWS_MIN = 10_000
+CORESET_ROWS_PER_COMPONENT = 200
+# k-means restarts on the coreset, each judged by a short EM there (all on the client).
+# Judging by EM rather than by k-means cost lifted the median final log-likelihood on every
+# data set of scripts/init_quality.py (benchmarks/RESULTS.md, issue 14).
+CORESET_RESTARTS = 3
+CORESET_EM_ITERATIONS = 30
+CORESET_EM_TOL = 1e-3
+_CORESET_STREAM = 1
 SAMPLE_ROWS_MIN = 10_000
 SAMPLE_ROWS_PER_COMPONENT = 100
 
@@ -144,41 +150,51 @@ def init_kmeans_plusplus(data, n_components, covariance_type, random_state) -> I
 
 @dataclass(frozen=True)
 class _RandomRespParams:
-    seed: int
-    centres: np.ndarray
-    covariance_type: str
+    seeds: tuple[int, ...]
+    n_components: tuple[int, ...]
+    covariance_types: tuple[str, ...]
+    centre: np.ndarray
 
 
-def _random_resp_chunk(block: np.ndarray, p: _RandomRespParams, start: int) -> Stats:
-    n_components = p.centres.shape[0]
-    parts = []
-    # Row blocks, so that the (rows, K) responsibilities exist one block at a time;
-    # row_uniforms draws by row number, so the blocks draw what the whole chunk would.
-    for rows in row_blocks(block.shape[0], 2 * n_components + block.shape[1]):
-        resp = row_uniforms(p.seed, 0, start + rows.start, rows.stop - rows.start, n_components)
-        resp /= resp.sum(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are reported below
-            parts.append(shifted_moments(block[rows], resp, p.centres, p.covariance_type))
-    stats = (combine_quietly(parts) if parts
-             else empty_stats(n_components, block.shape[1], p.covariance_type))
-    if not np.isfinite(stats["s1"]).all():
-        check_finite_block(block, start)
-    return stats
+def _random_resp_chunk(block: np.ndarray, p: _RandomRespParams, start: int) -> list[Stats]:
+    """Each candidate's statistics of its uniform random responsibilities, about ``p.centre``."""
+    out = []
+    for seed, n_components, covariance_type in zip(p.seeds, p.n_components, p.covariance_types,
+                                                   strict=True):
+        centres = np.tile(p.centre, (n_components, 1))
+        parts = []
+        # Row blocks, so that the (rows, K) responsibilities exist one block at a time;
+        # row_uniforms draws by row number, so the blocks draw what the whole chunk would.
+        for rows in row_blocks(block.shape[0], 2 * n_components + block.shape[1]):
+            resp = row_uniforms(seed, 0, start + rows.start, rows.stop - rows.start, n_components)
+            resp /= resp.sum(axis=1, keepdims=True)
+            with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows: reported below
+                parts.append(shifted_moments(block[rows], resp, centres, covariance_type))
+        stats = (combine_quietly(parts) if parts
+                 else empty_stats(n_components, block.shape[1], covariance_type))
+        if not np.isfinite(stats["s1"]).all():
+            check_finite_block(block, start)
+        out.append(stats)
+    return out
 
 
-def init_random(data, n_components, covariance_type, random_state, split_every) -> InitialStats:
-    """Uniform random responsibilities, normalised per row: one pass."""
+def init_random_many(data: Dataset, requests: list[InitRequest],
+                     split_every: int) -> list[InitialStats]:
+    """Uniform random responsibilities, normalised per row: one pass for every candidate."""
     # Centre the moments on the mean of the first rows: near the data is all it needs.
     head = take_rows(data, np.arange(min(data.n_samples, 1000)))
-    centres = np.tile(head.mean(axis=0), (n_components, 1))
-    params = _RandomRespParams(_new_seed(random_state), centres, covariance_type)
+    centre = head.mean(axis=0)
+    params = _RandomRespParams(_seeds(requests),
+                               tuple(r.n_components for r in requests),
+                               tuple(r.covariance_type for r in requests), centre)
     stats = run_pass(data, _random_resp_chunk, params, name="gmm-init-random",
-                     split_every=split_every, combine=combine_quietly)
-    return InitialStats(stats, centres)
+                     split_every=split_every, combine=combine_many_quietly)
+    return [InitialStats(s, np.tile(centre, (r.n_components, 1)))
+            for s, r in zip(stats, requests, strict=True)]
 
 
 # --------------------------------------------------------------------------
-# kmeans: k-means|| seeding, weighted reclustering, Lloyd passes
+# kmeans: a lightweight coreset, k-means on the client, one Lloyd pass
 # --------------------------------------------------------------------------
 
 
@@ -193,8 +209,7 @@ def nearest_centre(block: np.ndarray, centres: np.ndarray, origin: np.ndarray):
     c_norms = np.einsum("ij,ij->i", c, c)
     labels = np.empty(block.shape[0], dtype=np.intp)
     nearest = np.empty(block.shape[0])
-    # Row blocks: the (rows, candidates) distance matrix never exists for a whole chunk
-    # (1M rows and 640 candidates would be 5 GB a task).
+    # Row blocks: the (rows, centres) distance matrix never exists for a whole chunk.
     for rows in row_blocks(block.shape[0], 2 * centres.shape[0] + block.shape[1]):
         y = np.asarray(block[rows], dtype=np.float64) - origin
         d2 = np.einsum("ij,ij->i", y, y)[:, None] - 2.0 * (y @ c.T) + c_norms
@@ -204,254 +219,364 @@ def nearest_centre(block: np.ndarray, centres: np.ndarray, origin: np.ndarray):
 
 
 @dataclass(frozen=True)
-class _SeedingParams:
-    centres: np.ndarray
-    origin: np.ndarray
-    seed: int
-    round: int
-    oversampling: float
-    previous_cost: float
+class CentredMoments:
+    """Row count, mean, and the sum of squared distances to the mean (the k=1 cost)."""
+
+    n: float
+    mean: np.ndarray
+    cost: float
 
 
-def _seeding_chunk(block: np.ndarray, p: _SeedingParams, start: int) -> dict:
+def _moments_chunk(block: np.ndarray, params: None, start: int) -> CentredMoments:
+    # About the chunk's own mean, so that nothing cancels for data far from zero.
+    total = np.zeros(block.shape[1])
+    blocks = list(row_blocks(block.shape[0], block.shape[1]))
+    for rows in blocks:
+        total += np.asarray(block[rows], dtype=np.float64).sum(axis=0)
+    n = block.shape[0]
+    mean = total / max(n, 1)
+    cost = 0.0
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are reported below
-        _, d2 = nearest_centre(block, p.centres, p.origin)
-    cost = d2.sum()
-    if not np.isfinite(cost):
+        for rows in blocks:
+            y = np.asarray(block[rows], dtype=np.float64) - mean
+            cost += float(np.einsum("ij,ij->", y, y))
+    if not (np.isfinite(mean).all() and np.isfinite(cost)):
         check_finite_block(block, start)
-    if np.isfinite(p.previous_cost) and p.previous_cost > 0:
-        u = row_uniforms(p.seed, p.round, start, block.shape[0], 1)[:, 0]
-        chosen = np.asarray(block[u < p.oversampling * d2 / p.previous_cost], dtype=np.float64)
-    else:
-        chosen = np.empty((0, block.shape[1]))
-    return {"cost": np.float64(cost), "points": chosen}
+    return CentredMoments(float(n), mean, cost)
 
 
-def _combine_seeding(parts: list[dict]) -> dict:
-    return {
-        "cost": np.float64(sum(part["cost"] for part in parts)),
-        "points": np.concatenate([part["points"] for part in parts]),
-    }
+def combine_moments(parts: list[CentredMoments]) -> CentredMoments:
+    """Chan, Golub and LeVeque's pairwise update, in order: no cancellation."""
+    n, mean, cost = parts[0].n, parts[0].mean, parts[0].cost
+    for part in parts[1:]:
+        if part.n == 0:
+            continue
+        total = n + part.n
+        delta = part.mean - mean
+        cost = cost + part.cost + float(delta @ delta) * n * part.n / total
+        mean = mean + delta * (part.n / total)
+        n = total
+    return CentredMoments(n, mean, cost)
+
+
+def coreset_size(n_components: int) -> int:
+    """Expected rows of the coreset drawn for ``n_components`` centres."""
+    return max(CORESET_ROWS_MIN, CORESET_ROWS_PER_COMPONENT * n_components)
+
+
+def inclusion_probabilities(d2: np.ndarray, moments: CentredMoments, size: int) -> np.ndarray:
+    """Each row's probability of joining a lightweight coreset of expected ``size`` rows.
+
+    Half uniform, half proportional to the squared distance to the mean
+    (Bachem, Lucic and Krause, 2018), capped at 1; every row is taken when
+    there are no more rows than ``size``.
+    """
+    n = moments.n
+    if n <= size:
+        return np.ones_like(d2)
+    q = 0.5 / n + (0.5 * d2 / moments.cost if moments.cost > 0 else 0.5 / n)
+    return np.minimum(1.0, size * q)
 
 
 @dataclass(frozen=True)
-class _NearestParams:
-    centres: np.ndarray
-    origin: np.ndarray
+class Coreset:
+    """Rows drawn with importance weights (the inverse of their inclusion probability)."""
+
+    points: np.ndarray
+    weights: np.ndarray
 
 
-def _count_chunk(block: np.ndarray, p: _NearestParams, start: int) -> dict:
-    labels, _ = nearest_centre(block, p.centres, p.origin)
-    return {"counts": np.bincount(labels, minlength=p.centres.shape[0]).astype(np.float64)}
+@dataclass(frozen=True)
+class _CoresetParams:
+    moments: CentredMoments
+    sizes: tuple[int, ...]
+    seeds: tuple[int, ...]
+
+
+def _coreset_chunk(block: np.ndarray, p: _CoresetParams, start: int) -> list[Coreset]:
+    """Each seed's coreset rows of this chunk; the draw is per row, so chunking does not matter."""
+    points: list[list[np.ndarray]] = [[] for _ in p.seeds]
+    weights: list[list[np.ndarray]] = [[] for _ in p.seeds]
+    for rows in row_blocks(block.shape[0], 2 * block.shape[1] + 2 * len(p.seeds)):
+        x = np.asarray(block[rows], dtype=np.float64)
+        y = x - p.moments.mean
+        d2 = np.einsum("ij,ij->i", y, y)
+        for i, (seed, size) in enumerate(zip(p.seeds, p.sizes, strict=True)):
+            prob = inclusion_probabilities(d2, p.moments, size)
+            u = row_uniforms(seed, _CORESET_STREAM, start + rows.start, x.shape[0], 1)[:, 0]
+            keep = u < prob
+            points[i].append(x[keep])
+            weights[i].append(1.0 / prob[keep])
+    return [Coreset(np.concatenate(pts) if pts else np.empty((0, block.shape[1])),
+                    np.concatenate(w) if w else np.empty(0))
+            for pts, w in zip(points, weights, strict=True)]
+
+
+def _combine_coresets(parts: list[list[Coreset]]) -> list[Coreset]:
+    return [Coreset(np.concatenate([part[i].points for part in parts]),
+                    np.concatenate([part[i].weights for part in parts]))
+            for i in range(len(parts[0]))]
 
 
 @dataclass(frozen=True)
 class _LloydParams:
-    centres: np.ndarray
+    centres: tuple[np.ndarray, ...]
+    covariance_types: tuple[str, ...]
     origin: np.ndarray
-    covariance_type: str
 
 
-@dataclass(frozen=True)
-class LloydStats:
-    """What a Lloyd pass yields: the statistics of the labels, and the inertia."""
-
-    stats: Stats
-    """Statistics of the one-hot responsibilities of the labels, about the centres."""
-    inertia: np.float64
-    """The sum of the rows' squared distances to their nearest centre."""
-
-
-def _lloyd_chunk(block: np.ndarray, p: _LloydParams, start: int) -> LloydStats:
-    with np.errstate(over="ignore", invalid="ignore"):  # reported by initial_stats
-        labels, d2 = nearest_centre(block, p.centres, p.origin)
-        stats = hard_moments(block, labels, p.centres, p.covariance_type)
-    return LloydStats(stats, np.float64(d2.sum()))
+def _lloyd_chunk(block: np.ndarray, p: _LloydParams, start: int) -> list[Stats]:
+    """Each candidate's statistics of the hard labels its centres give, about those centres."""
+    out = []
+    with np.errstate(over="ignore", invalid="ignore"):  # reported by check_finite_stats
+        for centres, covariance_type in zip(p.centres, p.covariance_types, strict=True):
+            labels, _ = nearest_centre(block, centres, p.origin)
+            out.append(hard_moments(block, labels, centres, covariance_type))
+    return out
 
 
-def _combine_lloyd(parts: list[LloydStats]) -> LloydStats:
-    """Add the parts in order, without floating-point warnings (as :func:`combine_quietly`)."""
-    inertia = np.float64(parts[0].inertia)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for part in parts[1:]:
-            inertia += part.inertia
-    return LloydStats(combine_quietly([part.stats for part in parts]), inertia)
-
-
-def init_kmeans(data, n_components, covariance_type, random_state, split_every,
-                max_lloyd_passes: int | None = None) -> InitialStats:
-    """Scalable k-means; returns the statistics of its final hard labels.
-
-    Passes: one for the first cost, ``KMEANS_PARALLEL_ROUNDS`` of
-    oversampling, one to weight the candidates, then Lloyd passes until the
-    centres move less than ``KMEANS_TOL`` times the data's scale (at most
-    ``max_lloyd_passes``, by default ``KMEANS_MAX_LLOYD_PASSES``). The last
-    Lloyd pass also yields the statistics of the labels, so no further pass
-    is needed.
-
-    The statistics are returned with the centres they were computed about
-    (the centres that assigned the labels), never with centres moved after
-    the pass: the means the M-step derives from them,
-    ``centres + s1 / nk``, are then exactly the centroids of the rows each
-    centre was assigned, whether the passes converged or hit their limit.
-
-    Notes
-    -----
-    Each oversampling round draws rows with probability
-    ``l * d^2(x, C) / phi`` where ``phi`` is the cost measured by the previous
-    round's pass (the current cost would need a pass of its own); since the
-    cost only falls, this draws slightly fewer candidates than the paper's
-    ``l`` per round, which the reclustering step does not mind.
-    """
-    seed = _new_seed(random_state)
-    first = take_rows(data, np.array([random_state.randint(data.n_samples)]))
-    origin = first[0]
-    centres = first
-    oversampling = 2.0 * n_components
-    cost = np.inf
-    initial_cost = np.inf  # the cost measured by the first round's pass
-    for round_ in range(KMEANS_PARALLEL_ROUNDS + 1):
-        params = _SeedingParams(centres, origin, seed, round_, oversampling, cost)
-        result = run_pass(
-            data, _seeding_chunk, params, name="gmm-init-kmeans-seed",
-            split_every=split_every, combine=_combine_seeding,
-        )
-        cost = float(result["cost"])
-        if round_ == 0:
-            initial_cost = cost
-        centres = np.concatenate([centres, result["points"]])
-        if cost == 0.0:
-            break
-
-    counts = run_pass(
-        data, _count_chunk, _NearestParams(centres, origin),
-        name="gmm-init-kmeans-weights", split_every=split_every,
-    )["counts"]
-    centres = _recluster(centres, counts, n_components, random_state)
-
-    tol = KMEANS_TOL * initial_cost / (data.n_samples * data.n_features)
-    if max_lloyd_passes is None:
-        max_lloyd_passes = KMEANS_MAX_LLOYD_PASSES
-    if max_lloyd_passes < 1:
-        raise ValueError(f"max_lloyd_passes must be at least 1, got {max_lloyd_passes}.")
-    for lloyd_pass in range(max_lloyd_passes):
-        stats = run_pass(
-            data, _lloyd_chunk, _LloydParams(centres, origin, covariance_type),
-            name="gmm-init-kmeans-lloyd", split_every=split_every, combine=_combine_lloyd,
-        ).stats
-        if lloyd_pass == max_lloyd_passes - 1:
-            break  # out of passes: keep the centres these statistics are about
-        nonempty = stats["nk"] > 0
-        shift = np.zeros_like(centres)
-        shift[nonempty] = stats["s1"][nonempty] / stats["nk"][nonempty, None]
-        with np.errstate(over="ignore", invalid="ignore"):  # reported by initial_stats
-            small = np.sum(shift**2) <= tol
-        if small or not np.isfinite(shift).all():
-            break
-        centres = centres + shift
-    return InitialStats(stats, centres)
-
-
-def _recluster(candidates, weights, n_components, random_state) -> np.ndarray:
-    """Weighted k-means of the candidates down to ``n_components`` centres."""
-    keep = weights > 0
-    candidates, weights = candidates[keep], weights[keep]
-    if candidates.shape[0] <= n_components:
-        # Fewer candidates than components happens only for data with few
-        # distinct rows; repeat candidates (the components then start equal).
-        reps = np.resize(np.arange(candidates.shape[0]), n_components)
-        return candidates[reps].copy()
+def weighted_kmeans(points: np.ndarray, weights: np.ndarray, n_components: int,
+                    random_state: np.random.RandomState) -> np.ndarray:
+    """k-means of weighted points (a k-means++ start, Lloyd's algorithm), on the client."""
+    distinct = np.unique(points[weights > 0], axis=0)
+    if distinct.shape[0] <= n_components:
+        # Fewer distinct rows than components: repeat rows (those components start equal).
+        reps = np.resize(np.arange(distinct.shape[0]), n_components)
+        return distinct[reps].copy()
     from sklearn.cluster import KMeans  # here, not at the top: workers never need sklearn
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "fewer distinct clusters" on degenerate data
         km = KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
-        km.fit(candidates, sample_weight=weights)
+        km.fit(points, sample_weight=weights)
     return km.cluster_centers_
 
 
+def coreset_loglik(coreset: Coreset, centres: np.ndarray, covariance_type: str,
+                   reg_covar: float) -> float:
+    """Mean log-likelihood on the weighted coreset that EM reaches from ``centres``' hard labels.
+
+    At most ``CORESET_EM_ITERATIONS`` iterations in memory on the client;
+    ``-inf`` if EM fails there (a degenerate coreset).
+    """
+    points, weights = coreset.points, coreset.weights
+    labels, _ = nearest_centre(points, centres, points.mean(axis=0))
+    resp = np.zeros((points.shape[0], centres.shape[0]))
+    resp[np.arange(points.shape[0]), labels] = weights
+    total = weights.sum()
+    mean_loglik = -np.inf
+    try:
+        with np.errstate(all="ignore"):
+            start = m_step(shifted_moments(points, resp, centres, covariance_type), centres,
+                           covariance_type, reg_covar, weight_normaliser=total)
+            params = GMMParams(start[0], start[1],
+                               compute_precision_cholesky(start[2], covariance_type),
+                               covariance_type)
+            for _ in range(CORESET_EM_ITERATIONS):
+                stats = estep_stats(points, params, weights)
+                previous, mean_loglik = mean_loglik, float(stats["loglik"]) / total
+                if not np.isfinite(mean_loglik) or abs(mean_loglik - previous) < CORESET_EM_TOL:
+                    break
+                params, _ = m_step_params(stats, params, reg_covar)
+    except (ValueError, np.linalg.LinAlgError):  # a collapsed component on the coreset
+        return -np.inf
+    return mean_loglik if np.isfinite(mean_loglik) else -np.inf
+
+
+def coreset_centres(coreset: Coreset, request: InitRequest) -> np.ndarray:
+    """The best of ``CORESET_RESTARTS`` k-means runs on the coreset, judged as EM would.
+
+    k-means minimises its own cost; the restart kept is the one whose hard
+    labels lead EM, on the coreset, to the highest weighted log-likelihood,
+    the objective the fit itself maximises.
+    """
+    assert request.seed is not None
+    random_state = np.random.RandomState(request.seed % 2**32)
+    best, best_loglik = None, -np.inf
+    for _ in range(CORESET_RESTARTS):
+        centres = weighted_kmeans(coreset.points, coreset.weights, request.n_components,
+                                  random_state)
+        loglik = coreset_loglik(coreset, centres, request.covariance_type, request.reg_covar)
+        if best is None or loglik > best_loglik:
+            best, best_loglik = centres, loglik
+    assert best is not None
+    return best
+
+
+def init_kmeans_many(data: Dataset, requests: list[InitRequest],
+                     split_every: int) -> list[InitialStats]:
+    """Scalable k-means for several candidates in three shared passes.
+
+    1. The data's mean and the sum of squared distances to it.
+    2. A lightweight coreset per candidate (its own seed): rows drawn with
+       probability half uniform, half proportional to their squared distance
+       to the mean, weighted by the inverse of that probability [1]_.
+    3. Each candidate's k-means centres, found on its coreset on the client
+       (the best of a few restarts, judged by the log-likelihood a short EM
+       reaches from them on the coreset), assign every row; the pass yields
+       the statistics of those labels.
+
+    The statistics are returned with the centres that assigned the labels,
+    so the means the M-step derives from them, ``centres + s1 / nk``, are
+    exactly the centroids of each centre's rows: the third pass is a Lloyd
+    step.
+
+    """
+    moments = run_pass(data, _moments_chunk, None, name="gmm-init-kmeans-moments",
+                       split_every=split_every, combine=combine_moments)
+    sizes = tuple(coreset_size(r.n_components) for r in requests)
+    coresets = run_pass(
+        data, _coreset_chunk, _CoresetParams(moments, sizes, _seeds(requests)),
+        name="gmm-init-kmeans-coreset", split_every=split_every, combine=_combine_coresets,
+    )
+    centres = tuple(coreset_centres(coreset, r) for r, coreset in zip(requests, coresets,
+                                                                      strict=True))
+    stats = run_pass(
+        data, _lloyd_chunk,
+        _LloydParams(centres, tuple(r.covariance_type for r in requests), moments.mean),
+        name="gmm-init-kmeans-lloyd", split_every=split_every, combine=combine_many_quietly,
+    )
+    return [InitialStats(s, c) for s, c in zip(stats, centres, strict=True)]
+
+
 INIT_STRATEGIES = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_PASSES = {"kmeans": 3, "random": 1, "k-means++": 0, "random_from_data": 0}
+"""Full passes over the data each strategy takes, shared by every candidate that uses it.
+
+The row-picking strategies read only the chunks that hold their rows (for
+``k-means++``, a uniform sample of ``max(10,000, 100 K)`` rows).
+"""
 
 
-def initial_stats(
-    data: Dataset,
-    init_params: str,
-    n_components: int,
-    covariance_type: str,
-    random_state: np.random.RandomState,
-    split_every: int,
-) -> InitialStats:
-    """Run the named initialisation strategy.
+@dataclass(frozen=True)
+class InitRequest:
+    """One candidate's initialisation.
+
+    ``random_state`` is the model's own generator; the strategies that run
+    in shared passes draw one seed from it when the request is made, so that
+    a candidate's start does not depend on the candidates beside it.
+    """
+
+    init_params: str
+    n_components: int
+    covariance_type: str
+    random_state: np.random.RandomState
+    reg_covar: float = 1e-6
+    seed: int | None = None
+
+    @classmethod
+    def make(cls, init_params: str, n_components: int, covariance_type: str,
+             random_state: np.random.RandomState, *, reg_covar: float = 1e-6,
+             needed: bool = True) -> InitRequest:
+        """A request; ``needed=False`` (the user gave every initial parameter) draws nothing."""
+        if init_params not in INIT_STRATEGIES:
+            raise ValueError(
+                f"init_params {init_params!r} not found; valid options are {list(INIT_STRATEGIES)}."
+            )
+        shared = needed and init_params in ("kmeans", "random")
+        return cls(init_params, n_components, covariance_type, random_state, reg_covar,
+                   _new_seed(random_state) if shared else None)
+
+
+def _seeds(requests: list[InitRequest]) -> tuple[int, ...]:
+    seeds = tuple(r.seed for r in requests)
+    if any(seed is None for seed in seeds):
+        raise ValueError("a strategy run in shared passes needs each request's seed")
+    return seeds  # type: ignore[return-value]
+
+
+def initial_stats_many(data: Dataset, requests: list[InitRequest],
+                       split_every: int) -> list[InitialStats]:
+    """Run every candidate's strategy; candidates of a strategy share its passes.
 
     Raises
     ------
     NonFiniteError
-        If the statistics it returns are not finite (the data are: each pass
-        refuses non-finite rows), naming the components and the likely cause.
+        If the statistics a strategy returns are not finite (the data are:
+        each pass refuses non-finite rows), naming the components and the
+        likely cause.
     """
-    if init_params == "kmeans":
-        init = init_kmeans(data, n_components, covariance_type, random_state, split_every)
-    elif init_params == "random":
-        init = init_random(data, n_components, covariance_type, random_state, split_every)
-    elif init_params == "random_from_data":
-        init = init_random_from_data(data, n_components, covariance_type, random_state)
-    elif init_params == "k-means++":
-        init = init_kmeans_plusplus(data, n_components, covariance_type, random_state)
-    else:
-        raise ValueError(
-            f"init_params {init_params!r} not found; valid options are {list(INIT_STRATEGIES)}."
-        )
-    check_finite_stats(init.stats, covariance_type,
-                       stage=f"The initialisation (init_params={init_params!r})")
-    return init
+    results: list[InitialStats | None] = [None] * len(requests)
+    for strategy, run_many in (("kmeans", init_kmeans_many), ("random", init_random_many)):
+        indices = [i for i, r in enumerate(requests) if r.init_params == strategy]
+        if indices:
+            for i, init in zip(indices, run_many(data, [requests[i] for i in indices],
+                                                 split_every), strict=True):
+                results[i] = init
+    for i, r in enumerate(requests):
+        if r.init_params == "random_from_data":
+            results[i] = init_random_from_data(data, r.n_components, r.covariance_type,
+                                               r.random_state)
+        elif r.init_params == "k-means++":
+            results[i] = init_kmeans_plusplus(data, r.n_components, r.covariance_type,
+                                              r.random_state)
+    out = [init for init in results if init is not None]
+    for r, init in zip(requests, out, strict=True):
+        check_finite_stats(init.stats, r.covariance_type,
+                           stage=f"The initialisation (init_params={r.init_params!r})")
+    return out
 
 
-def initial_parameters(
+@dataclass(frozen=True)
+class UserInit:
+    """The initial parameters a user gave (already checked), any of them None."""
+
+    weights_init: Any = None
+    means_init: Any = None
+    precisions_init: Any = None
+
+    @property
+    def complete(self) -> bool:
+        return not any(v is None for v in (self.weights_init, self.means_init,
+                                            self.precisions_init))
+
+
+def initial_parameters_many(
     data: Dataset,
-    init_params: str,
-    n_components: int,
-    covariance_type: str,
-    reg_covar: float,
-    random_state: np.random.RandomState,
+    requests: list[InitRequest],
+    user_inits: list[UserInit],
+    reg_covar: list[float],
     split_every: int,
-    *,
-    weights_init: Any = None,
-    means_init: Any = None,
-    precisions_init: Any = None,
-) -> tuple[GMMParams, np.ndarray]:
-    """A model's initial parameters: the user's where given, the named strategy's otherwise.
+) -> list[tuple[GMMParams, np.ndarray]]:
+    """Every candidate's initial parameters: the user's where given, the strategy's otherwise.
 
     As scikit-learn's ``_initialize``: the strategy's statistics go through
     the M-step with the weights divided by the number of samples; then
     ``weights_init``, ``means_init`` and ``precisions_init`` replace what
-    they give. The strategy runs only if one of them is missing.
+    they give. A strategy runs only for the candidates missing one of them.
 
     Parameters
     ----------
     data : Dataset
         Unweighted (the initialisation does not use sample weights).
-    init_params, n_components, covariance_type, reg_covar, random_state, split_every
-        As the estimator's parameters.
-    weights_init, means_init, precisions_init : array-like, optional
-        Already checked against the shapes and constraints.
+    requests : list of InitRequest
+    user_inits : list of UserInit
+    reg_covar : list of float
+        Per candidate.
+    split_every : int
 
     Returns
     -------
-    params : GMMParams
-    covariances : ndarray
+    list of (GMMParams, covariances)
     """
-    if weights_init is None or means_init is None or precisions_init is None:
-        init = initial_stats(data, init_params, n_components, covariance_type, random_state,
-                             split_every)
-        weights, means, covariances = m_step(init.stats, init.centres, covariance_type, reg_covar,
-                                             weight_normaliser=data.n_samples)
-    if weights_init is not None:
-        weights = np.asarray(weights_init, dtype=np.float64)
-    if means_init is not None:
-        means = np.asarray(means_init, dtype=np.float64)
-    if precisions_init is None:
-        prec_chol = compute_precision_cholesky(covariances, covariance_type)
-    else:
-        prec_chol = precision_cholesky_from_precisions(precisions_init, covariance_type)
-        covariances = covariances_from_cholesky(prec_chol, covariance_type)
-    return GMMParams(weights, means, prec_chol, covariance_type), covariances
+    needed = [i for i, user in enumerate(user_inits) if not user.complete]
+    inits = dict(zip(needed, initial_stats_many(data, [requests[i] for i in needed],
+                                                split_every), strict=True))
+    out = []
+    for i, (request, user) in enumerate(zip(requests, user_inits, strict=True)):
+        covariance_type = request.covariance_type
+        if i in inits:
+            weights, means, covariances = m_step(inits[i].stats, inits[i].centres,
+                                                 covariance_type, reg_covar[i],
+                                                 weight_normaliser=data.n_samples)
+        if user.weights_init is not None:
+            weights = np.asarray(user.weights_init, dtype=np.float64)
+        if user.means_init is not None:
+            means = np.asarray(user.means_init, dtype=np.float64)
+        if user.precisions_init is None:
+            prec_chol = compute_precision_cholesky(covariances, covariance_type)
+        else:
+            prec_chol = precision_cholesky_from_precisions(user.precisions_init, covariance_type)
+            covariances = covariances_from_cholesky(prec_chol, covariance_type)
+        out.append((GMMParams(weights, means, prec_chol, covariance_type), covariances))
+    return out

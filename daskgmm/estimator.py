@@ -22,7 +22,7 @@ from sklearn.utils.validation import _check_feature_names, check_is_fitted, vali
 
 from ._data import Dataset, as_dataset, as_sample_weight, input_is_lazy, is_dask_dataframe
 from ._em import EMResult, IterationInfo, run_em_many, total_loglik
-from ._init import initial_parameters
+from ._init import InitRequest, UserInit, initial_parameters_many
 from ._online import online_step, run_online_em
 from ._param_constraints import PARAMETER_CONSTRAINTS
 from ._params import GMMParams, information_criteria, n_parameters, precisions_from_cholesky
@@ -924,19 +924,29 @@ def _persisted(data: Dataset, persist: bool | str) -> Dataset:
     return data.persist(client.persist)
 
 
+def _init_request(params: dict[str, Any], random_state: np.random.RandomState) -> InitRequest:
+    return InitRequest.make(params["init_params"], params["n_components"],
+                            params["covariance_type"], random_state,
+                            reg_covar=params["reg_covar"], needed=not _user_init(params).complete)
+
+
+def _user_init(params: dict[str, Any]) -> UserInit:
+    return UserInit(params["weights_init"], params["means_init"], params["precisions_init"])
+
+
 def _initial_parameters(params: dict[str, Any], data: Dataset,
                         random_state: np.random.RandomState) -> tuple[GMMParams, np.ndarray]:
     """A model's initial parameters, given its constructor parameters (one candidate)."""
-    return initial_parameters(
-        data, params["init_params"], params["n_components"], params["covariance_type"],
-        params["reg_covar"], random_state, params["split_every"],
-        weights_init=params["weights_init"], means_init=params["means_init"],
-        precisions_init=params["precisions_init"],
-    )
+    return initial_parameters_many(data, [_init_request(params, random_state)],
+                                   [_user_init(params)], [params["reg_covar"]],
+                                   params["split_every"])[0]
 
 
 def _fit_candidates(models: list[dict[str, Any]], data: Dataset, callbacks) -> list[list[EMResult]]:
     """EM from every initialisation of every model, all advanced together in shared passes.
+
+    The initialisations share their passes too: every candidate of a
+    strategy is started in the same passes over the data.
 
     Parameters
     ----------
@@ -948,13 +958,16 @@ def _fit_candidates(models: list[dict[str, Any]], data: Dataset, callbacks) -> l
     list of list of EMResult
         Each model's candidates, in order.
     """
-    owners, starts = [], []
+    owners, requests = [], []
     for index, params in enumerate(models):
         random_state = check_random_state(params["random_state"])
         for _ in range(params["n_init"]):
-            start, covariances = _initial_parameters(params, data.with_weights(None), random_state)
-            starts.append(EMResult(start, covariances, -np.inf))
+            requests.append(_init_request(params, random_state))
             owners.append(index)
+    initial = initial_parameters_many(
+        data.with_weights(None), requests, [_user_init(models[o]) for o in owners],
+        [models[o]["reg_covar"] for o in owners], models[0]["split_every"])
+    starts = [EMResult(start, covariances, -np.inf) for start, covariances in initial]
     results = run_em_many(
         data, starts, tol=[models[o]["tol"] for o in owners],
         reg_covar=[models[o]["reg_covar"] for o in owners],

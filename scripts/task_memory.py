@@ -1,7 +1,6 @@
 """Peak memory one chunk task allocates, for each kind of chunk task (README, Performance).
 
-A 1,000,000-row float32 chunk of 16 features, K=64 components and 640 k-means|| seeding
-candidates; the peak is what numpy allocates during the task (tracemalloc), the chunk itself
+A 1,000,000-row float32 chunk of 16 features and K=64 components; the peak is what numpy allocates during the task (tracemalloc), the chunk itself
 not counted. Run: ``python scripts/task_memory.py``.
 """
 
@@ -18,7 +17,7 @@ from daskgmm._em import estep_chunk, loglik_chunk
 from daskgmm._params import GMMParams, compute_precision_cholesky
 from daskgmm._predict import labels_block, log_likelihood_block, proba_block
 
-ROWS, FEATURES, COMPONENTS, CANDIDATES = 1_000_000, 16, 64, 640
+ROWS, FEATURES, COMPONENTS = 1_000_000, 16, 64
 
 
 def peak_mib(task: Callable[[], object]) -> float:
@@ -43,17 +42,17 @@ def main() -> None:
     covariances = np.tile(np.eye(FEATURES), (COMPONENTS, 1, 1))
     params = GMMParams(np.full(COMPONENTS, 1 / COMPONENTS), means,
                        compute_precision_cholesky(covariances, "full"), "full")
-    candidates = chunk[rng.choice(ROWS, CANDIDATES, replace=False)].astype(np.float64)
+    candidates = chunk[rng.choice(ROWS, COMPONENTS, replace=False)].astype(np.float64)
     origin = chunk[:1000].mean(axis=0).astype(np.float64)
-    seeding = _init._SeedingParams(candidates, origin, 3, 1, 2.0, float(ROWS))
+    moments = _init._moments_chunk(chunk, None, 0)
     tasks: list[tuple[str, Callable[[], object]]] = [
-        ("k-means|| seeding", lambda: _init._seeding_chunk(chunk, seeding, 0)),
-        ("candidate weighting",
-         lambda: _init._count_chunk(chunk, _init._NearestParams(candidates, origin), 0)),
-        ("Lloyd pass", lambda: _init._lloyd_chunk(
-            chunk, _init._LloydParams(candidates[:COMPONENTS], origin, "full"), 0)),
+        ("k-means: moments", lambda: _init._moments_chunk(chunk, None, 0)),
+        ("k-means: coreset (output included)", lambda: _init._coreset_chunk(
+            chunk, _init._CoresetParams(moments, (_init.coreset_size(COMPONENTS),), (3,)), 0)),
+        ("k-means: Lloyd pass", lambda: _init._lloyd_chunk(
+            chunk, _init._LloydParams((candidates[:COMPONENTS],), ("full",), origin), 0)),
         ("random responsibilities", lambda: _init._random_resp_chunk(
-            chunk, _init._RandomRespParams(5, np.tile(origin, (COMPONENTS, 1)), "full"), 0)),
+            chunk, _init._RandomRespParams((5,), (COMPONENTS,), ("full",), origin), 0)),
         ("E-step (full)", lambda: estep_chunk(chunk, (params,), 0)),
         ("score", lambda: loglik_chunk(chunk, (params,), 0)),
         ("predict", lambda: labels_block(chunk, params, 0)),
@@ -61,7 +60,7 @@ def main() -> None:
         ("predict_proba (output included)", lambda: proba_block(chunk, params, 0)),
     ]
     print(f"chunk: {ROWS:,} x {FEATURES} float32 ({chunk.nbytes / 2**20:.0f} MiB), "
-          f"K={COMPONENTS}, {CANDIDATES} candidates")
+          f"K={COMPONENTS}")
     print("| task | peak MiB |\n|---|---|")
     for name, task in tasks:
         print(f"| {name} | {peak_mib(task):.0f} |")

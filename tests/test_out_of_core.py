@@ -127,16 +127,17 @@ def test_fit_score_predict_on_data_4x_larger_than_worker_memory(big_zarr, small_
     assert max(growth.values()) < max(growth_part.values()) + 4 * CHUNK_BYTES
 
 
-def test_the_default_kmeans_initialisation_runs_in_workers_too_small_for_its_distances(
+def test_the_default_initialisation_runs_in_workers_too_small_for_a_chunks_distances(
         big_zarr, small_memory_cluster):
-    """k-means|| gathers about 2K candidates a round; with K=32 a 100,000-row chunk's
-    distances to them all take 5 x 64 x 100,000 x 8 bytes = 256 MB at once, with the
-    matrix product beside them more than a worker's 384 MiB. In row blocks the tasks
-    stay within the chunk-bounded memory of the E-step."""
+    """The Lloyd pass of the default k-means initialisation, and the E-step, measure
+    every row against K=256 centres: for a whole 100,000-row chunk, that distance
+    matrix and the matrix product beside it would take 2 x 100,000 x 256 x 8 bytes,
+    more than a worker's 384 MiB. In row blocks the tasks stay within the
+    chunk-bounded memory of the other passes."""
     client = small_memory_cluster
-    n_components = 32
+    n_components = 256
     X = da.from_zarr(open_zarr_array(big_zarr, "X"))[: 10 * CHUNK_ROWS]
-    assert 2 * n_components * 5 * CHUNK_ROWS * 8 > 0.6 * WORKER_MEMORY
+    assert 2 * n_components * CHUNK_ROWS * 8 > WORKER_MEMORY
     model = GaussianMixture(n_components, covariance_type="diag", max_iter=1, tol=0,
                             random_state=0, persist=False)
     with warnings.catch_warnings():

@@ -63,23 +63,24 @@ def test_the_bound_is_far_below_what_whole_chunk_matrices_would_take(chunk):
     assert ROWS * COMPONENTS * 8 > 2 * _bound(chunk)
 
 
-def test_kmeans_seeding_and_lloyd_tasks_are_bounded(chunk):
+def test_kmeans_initialisation_tasks_are_bounded(chunk):
     rng = np.random.default_rng(2)
-    candidates = chunk[rng.choice(ROWS, CANDIDATES, replace=False)]
     origin = chunk[:1000].mean(axis=0)
-    seeding = _init._SeedingParams(candidates, origin, seed=3, round=1, oversampling=2.0,
-                                   previous_cost=float(ROWS))
-    peak, result = _peak_bytes(lambda: _init._seeding_chunk(chunk, seeding, 0))
-    assert result["points"].shape[1] == FEATURES  # it did its work
+    peak, moments = _peak_bytes(lambda: _init._moments_chunk(chunk, None, 0))
+    assert moments.n == ROWS
     assert peak < _bound(chunk), peak
-    lloyd = _init._LloydParams(candidates[:COMPONENTS], origin, "full")
+    # Ten candidates' coresets of 10,000 rows each, drawn from this chunk alone.
+    coreset = _init._CoresetParams(moments, (10_000,) * 10, tuple(range(10)))
+    kept = 10 * 10_000 * (FEATURES + 1) * 8
+    peak, result = _peak_bytes(lambda: _init._coreset_chunk(chunk, coreset, 0))
+    assert len(result) == 10 and result[0].points.shape[1] == FEATURES  # it did its work
+    assert peak < _bound(chunk, 2 * kept), peak
+    candidates = chunk[rng.choice(ROWS, CANDIDATES, replace=False)]
+    # Ten candidates of 64 centres each, as fit_many of ten models would.
+    lloyd = _init._LloydParams((candidates[:COMPONENTS],) * 10, ("full",) * 10, origin)
     peak, result = _peak_bytes(lambda: _init._lloyd_chunk(chunk, lloyd, 0))
-    assert result.stats["nk"].sum() == ROWS
-    assert peak < _bound(chunk), peak
-    count = _init._NearestParams(candidates, origin)
-    peak, result = _peak_bytes(lambda: _init._count_chunk(chunk, count, 0))
-    assert result["counts"].sum() == ROWS
-    assert peak < _bound(chunk), peak
+    assert all(stats["nk"].sum() == ROWS for stats in result)
+    assert peak < _bound(chunk, 10 * COMPONENTS * FEATURES**2 * 8), peak
 
 
 def test_nearest_centre_in_blocks_equals_a_row_by_row_reference(chunk):
@@ -94,9 +95,10 @@ def test_nearest_centre_in_blocks_equals_a_row_by_row_reference(chunk):
 
 
 def test_random_initialisation_task_is_bounded_and_blocks_draw_what_the_chunk_would(chunk):
-    centres = np.tile(chunk[:1000].mean(axis=0), (COMPONENTS, 1))
-    p = _init._RandomRespParams(5, centres, "diag")
-    peak, stats = _peak_bytes(lambda: _init._random_resp_chunk(chunk, p, 0))
+    centre = chunk[:1000].mean(axis=0)
+    centres = np.tile(centre, (COMPONENTS, 1))
+    p = _init._RandomRespParams((5,), (COMPONENTS,), ("diag",), centre)
+    peak, [stats] = _peak_bytes(lambda: _init._random_resp_chunk(chunk, p, 0))
     assert peak < _bound(chunk), peak
     # Reference: the whole chunk's responsibilities at once, from the same per-row draws.
     resp = _init.row_uniforms(5, 0, 0, ROWS, COMPONENTS)
