@@ -32,6 +32,7 @@ _PUBLIC = {
     "OutputExistsError": ".exceptions",
     "OutputNotWritableError": ".exceptions",
     "ProgressLog": ".callbacks",
+    "SmallChunksWarning": ".exceptions",
     "WorkerLostError": ".exceptions",
     "fit_many": ".estimator",
     "load_model": ".estimator",
@@ -58,6 +59,7 @@ __all__ = [
     "OutputExistsError",
     "OutputNotWritableError",
     "ProgressLog",
+    "SmallChunksWarning",
     "WorkerLostError",
     "fit_many",
     "load_model",
@@ -87,6 +89,7 @@ if TYPE_CHECKING:
         OutputError,
         OutputExistsError,
         OutputNotWritableError,
+        SmallChunksWarning,
         WorkerLostError,
     )
 

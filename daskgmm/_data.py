@@ -8,6 +8,7 @@ finiteness is checked inside the passes, where it costs nothing on good data.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,6 +25,7 @@ from ._zarr import (
     with_absolute_store,
     zarr_location,
 )
+from .exceptions import SmallChunksWarning
 
 DEFAULT_CHUNK_BYTES = 32 * 2**20
 
@@ -201,8 +203,8 @@ def as_dataset(
         name = "zarr-" + tokenize(str(X.store_path), X.shape, X.chunks, str(X.dtype))
         array = da.from_array(ZarrRowReader(X), chunks=X.chunks, name=name, asarray=True,
                               fancy=False, lock=False)
-        return Dataset(_rows_only(_as_float(array)), in_memory=False,
-                       location=zarr_location(X))
+        return warn_if_chunks_are_small(Dataset(_rows_only(_as_float(array)), in_memory=False,
+                                                location=zarr_location(X)))
     X = container_array(X)
     if isinstance(X, da.Array):
         _check_shape(X.shape, "the dask array")
@@ -210,7 +212,8 @@ def as_dataset(
             raise ValueError("The dask array has unknown chunk sizes; call X.compute_chunk_sizes() first.")
         _check_dtype(X.dtype, "the dask array")
         refuse_relative_zarr_sources(X)
-        return Dataset(_rows_only(_as_float(X)), in_memory=False, location=dask_array_location(X))
+        return warn_if_chunks_are_small(
+            Dataset(_rows_only(_as_float(X)), in_memory=False, location=dask_array_location(X)))
     array = np.asarray(X)
     _check_shape(array.shape, "the array")
     _check_dtype(array.dtype, "the array")
@@ -218,7 +221,44 @@ def as_dataset(
         rows = auto_rows_per_chunk(*array.shape)
     else:
         rows = int(chunk_size)
-    return Dataset(_as_float(da.from_array(array, chunks=(rows, -1))), in_memory=True)
+    return warn_if_chunks_are_small(
+        Dataset(_as_float(da.from_array(array, chunks=(rows, -1))), in_memory=True))
+
+
+MANY_CHUNKS = 1000
+SMALL_CHUNK_BYTES = 2**20
+
+
+def warn_if_chunks_are_small(data: Dataset) -> Dataset:
+    """Warn (:class:`SmallChunksWarning`) when scheduling the chunks would cost more than reading them.
+
+    Above :data:`MANY_CHUNKS` chunks of under :data:`SMALL_CHUNK_BYTES`
+    on average, each pass spends more time scheduling than computing.
+    """
+    n_chunks = len(data.array.chunks[0])
+    chunk_bytes = data.array.nbytes / max(n_chunks, 1)
+    if n_chunks > MANY_CHUNKS and chunk_bytes < SMALL_CHUNK_BYTES:
+        rows = max(1, (32 * 2**20) // (8 * max(data.n_features, 1)))
+        warnings.warn(
+            f"The data come in {n_chunks:,} row chunks of {chunk_bytes / 1024:,.0f} KiB on "
+            "average: every pass spends about 1 ms scheduling each chunk, more than reading "
+            "it. Store or rechunk the data in chunks of 16-64 MiB, e.g. "
+            f"X.rechunk({{0: {rows:,}}}) for 32 MiB of float64 rows (rewrite a Zarr array "
+            "with larger chunks), or pass numpy data with chunk_size='auto'.",
+            SmallChunksWarning, stacklevel=_user_stacklevel(),
+        )
+    return data
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside daskgmm (and scikit-learn's fit wrappers)."""
+    import sys
+
+    inside = (os.path.dirname(os.path.abspath(__file__)), os.sep + "sklearn" + os.sep)
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and any(part in frame.f_code.co_filename for part in inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _type_name(X: Any) -> str:

@@ -248,14 +248,17 @@ def _moments_chunk(block: np.ndarray, params: None, start: int) -> CentredMoment
 def combine_moments(parts: list[CentredMoments]) -> CentredMoments:
     """Chan, Golub and LeVeque's pairwise update, in order: no cancellation."""
     n, mean, cost = parts[0].n, parts[0].mean, parts[0].cost
-    for part in parts[1:]:
-        if part.n == 0:
-            continue
-        total = n + part.n
-        delta = part.mean - mean
-        cost = cost + part.cost + float(delta @ delta) * n * part.n / total
-        mean = mean + delta * (part.n / total)
-        n = total
+    # Overflow (data near 1e154 and beyond) leaves an infinite cost: the coreset is then
+    # drawn uniformly, and the Lloyd pass's statistics report the overflow by component.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for part in parts[1:]:
+            if part.n == 0:
+                continue
+            total = n + part.n
+            delta = part.mean - mean
+            cost = cost + part.cost + float(delta @ delta) * n * part.n / total
+            mean = mean + delta * (part.n / total)
+            n = total
     return CentredMoments(n, mean, cost)
 
 
@@ -274,8 +277,9 @@ def inclusion_probabilities(d2: np.ndarray, moments: CentredMoments, size: int) 
     n = moments.n
     if n <= size:
         return np.ones_like(d2)
-    q = 0.5 / n + (0.5 * d2 / moments.cost if moments.cost > 0 else 0.5 / n)
-    return np.minimum(1.0, size * q)
+    if not (0 < moments.cost < np.inf and np.isfinite(d2).all()):
+        return np.full_like(d2, min(1.0, size / n))  # no spread to measure: uniform
+    return np.minimum(1.0, size * (0.5 / n + 0.5 * d2 / moments.cost))
 
 
 @dataclass(frozen=True)
@@ -299,8 +303,9 @@ def _coreset_chunk(block: np.ndarray, p: _CoresetParams, start: int) -> list[Cor
     weights: list[list[np.ndarray]] = [[] for _ in p.seeds]
     for rows in row_blocks(block.shape[0], 2 * block.shape[1] + 2 * len(p.seeds)):
         x = np.asarray(block[rows], dtype=np.float64)
-        y = x - p.moments.mean
-        d2 = np.einsum("ij,ij->i", y, y)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow: drawn uniformly
+            y = x - p.moments.mean
+            d2 = np.einsum("ij,ij->i", y, y)
         for i, (seed, size) in enumerate(zip(p.seeds, p.sizes, strict=True)):
             prob = inclusion_probabilities(d2, p.moments, size)
             u = row_uniforms(seed, _CORESET_STREAM, start + rows.start, x.shape[0], 1)[:, 0]
@@ -360,13 +365,13 @@ def coreset_loglik(coreset: Coreset, centres: np.ndarray, covariance_type: str,
     ``-inf`` if EM fails there (a degenerate coreset).
     """
     points, weights = coreset.points, coreset.weights
-    labels, _ = nearest_centre(points, centres, points.mean(axis=0))
-    resp = np.zeros((points.shape[0], centres.shape[0]))
-    resp[np.arange(points.shape[0]), labels] = weights
     total = weights.sum()
     mean_loglik = -np.inf
     try:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # overflow is reported by the Lloyd pass's statistics
+            labels, _ = nearest_centre(points, centres, points.mean(axis=0))
+            resp = np.zeros((points.shape[0], centres.shape[0]))
+            resp[np.arange(points.shape[0]), labels] = weights
             start = m_step(shifted_moments(points, resp, centres, covariance_type), centres,
                            covariance_type, reg_covar, weight_normaliser=total)
             params = GMMParams(start[0], start[1],

@@ -23,9 +23,11 @@ from typing import Any, cast
 
 import dask
 import numpy as np
+from dask._task_spec import Task, TaskRef, convert_legacy_graph
 from dask.base import tokenize
 from dask.delayed import Delayed, delayed
 from dask.highlevelgraph import HighLevelGraph
+from dask.utils import ensure_dict
 from threadpoolctl import ThreadpoolController
 
 from ._data import Dataset, check_weight_block
@@ -185,6 +187,20 @@ def check_finite_block(block: np.ndarray, start: int) -> None:
         )
 
 
+def block_readers(array: Any) -> dict[Any, Task]:
+    """The tasks that compute the array's blocks (say, Zarr reads), by block key.
+
+    A block held in memory (numpy data, or persisted) has no task and is left
+    out: it is referenced, not recomputed.
+    """
+    graph = ensure_dict(array.__dask_graph__())
+    blocks = [row[0] for row in cast(list, array.__dask_keys__())]
+    # all_keys: in a legacy task, a string is a reference only if it is a key of the graph.
+    tasks = convert_legacy_graph({key: graph[key] for key in blocks if key in graph},
+                                 all_keys=graph.keys())
+    return {key: task for key, task in tasks.items() if isinstance(task, Task)}
+
+
 def pass_graph(
     data: Dataset,
     chunk_fn: ChunkFn,
@@ -217,12 +233,18 @@ def pass_graph(
     weight_keys: list[Any] = ([None] * len(block_keys) if data.weights is None
                               else list(data.weights.__dask_keys__()))
     starts = data.row_offsets[:-1]
+    readers = block_readers(data.array)
     layer: dict[Any, Any] = {}
     keys: list[Any] = []
     for i, (block, weights, start) in enumerate(zip(block_keys, weight_keys, starts, strict=True)):
         chunk_key = (f"{name}-chunk", i)
-        layer[chunk_key] = (_run_single_threaded, chunk_fn, block, params_key.key, int(start),
-                            weights, digest)
+        task = Task(chunk_key, _run_single_threaded, chunk_fn, TaskRef(block),
+                    TaskRef(params_key.key), int(start),
+                    None if weights is None else TaskRef(weights), digest)
+        reader = readers.get(block)
+        # The chunk's read runs inside its statistics task: one task a chunk, and the
+        # block never waits in a worker's memory between two tasks.
+        layer[chunk_key] = task if reader is None else Task.fuse(reader, task, key=chunk_key)
         keys.append(chunk_key)
     level = 0
     while len(keys) > 1:  # the tree reduction, in chunk order

@@ -106,3 +106,31 @@ def test_a_pass_graph_is_one_layer_whatever_the_number_of_chunks(n_chunks):
     assert len(graph.layers) == len(X.__dask_graph__().layers) + 2
     chunk_tasks = [k for k in graph if isinstance(k, tuple) and k[0].endswith("-chunk")]
     assert len(chunk_tasks) == n_chunks
+
+
+def test_a_zarr_chunk_is_read_inside_its_statistics_task(params, X_offset, tmp_path):
+    """One task per chunk: the read is fused into the chunk's task, so the block never
+    waits in a worker's memory between two tasks, and the scheduler has half the tasks."""
+    import dask
+    import zarr
+
+    from daskgmm._em import estep_chunk
+
+    store = zarr.open_array(str(tmp_path / "X.zarr"), mode="w", shape=X_offset.shape,
+                            chunks=(100, X_offset.shape[1]), dtype="f8")
+    store[:] = X_offset
+    data = as_dataset(str(tmp_path / "X.zarr"))
+    n_chunks = len(data.array.chunks[0])
+    lazy = pass_graph(data, estep_chunk, (params,), name="gmm-estep", split_every=4,
+                      combine=_em.combine_many)
+    graph = dict(lazy.__dask_optimize__(lazy.__dask_graph__(), lazy.__dask_keys__()))
+    block_keys = {row[0] for row in data.array.__dask_keys__()}
+    assert not block_keys & graph.keys()  # no separate read task is left
+    chunk_tasks = [k for k in graph if isinstance(k, tuple) and k[0].endswith("-chunk")]
+    assert len(chunk_tasks) == n_chunks
+    # ... and the fused tasks compute, bitwise, what the same chunks held in memory give.
+    (fused,) = dask.compute(lazy)
+    in_memory = run_pass(as_dataset(da.from_array(X_offset, chunks=(100, -1))), _em.estep_chunk,
+                         (params,), name="gmm-estep", split_every=4, combine=_em.combine_many)
+    for key in in_memory[0]:
+        np.testing.assert_array_equal(fused[0][key], in_memory[0][key], err_msg=key)
