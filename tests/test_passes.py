@@ -134,3 +134,17 @@ def test_a_zarr_chunk_is_read_inside_its_statistics_task(params, X_offset, tmp_p
                          (params,), name="gmm-estep", split_every=4, combine=_em.combine_many)
     for key in in_memory[0]:
         np.testing.assert_array_equal(fused[0][key], in_memory[0][key], err_msg=key)
+
+
+def test_blocks_held_in_the_graph_are_inlined_so_the_local_scheduler_stays_linear(params, X_offset):
+    """A block held as data in the graph (numpy input) goes into its chunk task: dask's local
+    scheduler copies its cache of such blocks for every task it sets up, which made 100,000
+    chunks 3.5x slower per chunk than 10,000 (benchmarks/RESULTS.md)."""
+    from daskgmm._em import estep_chunk
+
+    data = as_dataset(X_offset, chunk_size=100)
+    lazy = pass_graph(data, estep_chunk, (params,), name="gmm-estep", split_every=4,
+                      combine=_em.combine_many)
+    graph = dict(lazy.__dask_optimize__(lazy.__dask_graph__(), lazy.__dask_keys__()))
+    block_keys = {row[0] for row in data.array.__dask_keys__()}
+    assert block_keys and not block_keys & graph.keys()
