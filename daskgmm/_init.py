@@ -45,7 +45,7 @@ from ._passes import check_finite_block, compute_pass, run_pass
 from ._stats import Stats, empty_stats, estep_stats, hard_moments, shifted_moments
 
 CORESET_ROWS_MIN = 10_000
-CORESET_ROWS_PER_COMPONENT = 200
+CORESET_ROWS_PER_COMPONENT = 50
 # k-means restarts on the coreset, each judged by a short EM there (all on the client).
 # Judging by EM rather than by k-means cost lifted the median final log-likelihood on every
 # data set of scripts/init_quality.py (benchmarks/RESULTS.md, issue 14).
@@ -357,6 +357,19 @@ def weighted_kmeans(points: np.ndarray, weights: np.ndarray, n_components: int,
     return km.cluster_centers_
 
 
+def _weighted_hard_moments(points: np.ndarray, weights: np.ndarray, centres: np.ndarray,
+                           covariance_type: str) -> Stats:
+    """Statistics of the weighted hard labels ``centres`` give, in row blocks (no (n, K) array)."""
+    n_components = centres.shape[0]
+    labels, _ = nearest_centre(points, centres, points.mean(axis=0))
+    parts = []
+    for rows in row_blocks(points.shape[0], n_components):
+        resp = np.zeros((rows.stop - rows.start, n_components))
+        resp[np.arange(resp.shape[0]), labels[rows]] = weights[rows]
+        parts.append(shifted_moments(points[rows], resp, centres, covariance_type))
+    return combine_quietly(parts)
+
+
 def coreset_loglik(coreset: Coreset, centres: np.ndarray, covariance_type: str,
                    reg_covar: float) -> float:
     """Mean log-likelihood on the weighted coreset that EM reaches from ``centres``' hard labels.
@@ -369,11 +382,8 @@ def coreset_loglik(coreset: Coreset, centres: np.ndarray, covariance_type: str,
     mean_loglik = -np.inf
     try:
         with np.errstate(all="ignore"):  # overflow is reported by the Lloyd pass's statistics
-            labels, _ = nearest_centre(points, centres, points.mean(axis=0))
-            resp = np.zeros((points.shape[0], centres.shape[0]))
-            resp[np.arange(points.shape[0]), labels] = weights
-            start = m_step(shifted_moments(points, resp, centres, covariance_type), centres,
-                           covariance_type, reg_covar, weight_normaliser=total)
+            start = m_step(_weighted_hard_moments(points, weights, centres, covariance_type),
+                           centres, covariance_type, reg_covar, weight_normaliser=total)
             params = GMMParams(start[0], start[1],
                                compute_precision_cholesky(start[2], covariance_type),
                                covariance_type)

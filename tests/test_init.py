@@ -132,10 +132,10 @@ def test_a_candidate_starts_the_same_whatever_is_fitted_beside_it():
     """Sharing passes must not couple candidates: each draws from its own seed and size."""
     X = mixture_data(n_per_component=300, n_components=4, seed=6)
     data = as_dataset(X, chunk_size=400)
-    # K=60 asks for a bigger coreset than K=4 (200 K > 10,000 rows).
-    assert _init.coreset_size(60) > _init.coreset_size(N_COMPONENTS)
+    # K=250 asks for a bigger coreset than K=4 (50 K > 10,000 rows).
+    assert _init.coreset_size(250) > _init.coreset_size(N_COMPONENTS)
     alone = _kmeans(data, seed=5)
-    requests = [_init.InitRequest.make("kmeans", 60, "diag", np.random.RandomState(9)),
+    requests = [_init.InitRequest.make("kmeans", 250, "diag", np.random.RandomState(9)),
                 _init.InitRequest.make("kmeans", N_COMPONENTS, "full", np.random.RandomState(5))]
     beside = _init.initial_stats_many(data, requests, split_every=4)[1]
     np.testing.assert_array_equal(beside.centres, alone.centres)
