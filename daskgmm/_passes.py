@@ -479,7 +479,13 @@ def compute_pass(graph: Any, name: str) -> Any:
                 (result,) = dask.compute(graph)
                 return result
             watch = _WorkerWatch(client)
-            return _wait(client, client.compute(graph), name, watch)
+            future = client.compute(graph)
+            try:
+                return _wait(client, future, name, watch)
+            finally:
+                # Now, not when the garbage collector gets to it: until the release
+                # reaches the scheduler, a worker holds the result and cannot be retired.
+                future.release()
     except NoWorkersError:
         raise
     except Exception as exc:
