@@ -81,9 +81,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         :func:`daskgmm.fit_many`).
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
         How the initial responsibilities are chosen. 'kmeans' runs a scalable
-        k-means (k-means|| seeding then Lloyd passes) over the whole data;
-        'k-means++' seeds on a uniform sample of rows; 'random_from_data'
-        picks rows; 'random' draws random responsibilities.
+        k-means over the whole data in three passes (a lightweight coreset,
+        k-means on it, one Lloyd pass); 'k-means++' seeds on a uniform sample
+        of rows; 'random_from_data' picks rows; 'random' draws random
+        responsibilities (one pass). Every candidate of ``n_init`` shares the
+        passes.
     weights_init : array-like of shape (n_components,), default=None
     means_init : array-like of shape (n_components, n_features), default=None
     precisions_init : array-like, default=None
