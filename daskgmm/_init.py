@@ -333,10 +333,11 @@ class _LloydParams:
 def _lloyd_chunk(block: np.ndarray, p: _LloydParams, start: int) -> list[Stats]:
     """Each candidate's statistics of the hard labels its centres give, about those centres."""
     out = []
+    x = np.asarray(block, dtype=np.float64)  # once, not once per candidate
     with np.errstate(over="ignore", invalid="ignore"):  # reported by check_finite_stats
         for centres, covariance_type in zip(p.centres, p.covariance_types, strict=True):
-            labels, _ = nearest_centre(block, centres, p.origin)
-            out.append(hard_moments(block, labels, centres, covariance_type))
+            labels, _ = nearest_centre(x, centres, p.origin)
+            out.append(hard_moments(x, labels, centres, covariance_type))
     return out
 
 
@@ -357,19 +358,6 @@ def weighted_kmeans(points: np.ndarray, weights: np.ndarray, n_components: int,
     return km.cluster_centers_
 
 
-def _weighted_hard_moments(points: np.ndarray, weights: np.ndarray, centres: np.ndarray,
-                           covariance_type: str) -> Stats:
-    """Statistics of the weighted hard labels ``centres`` give, in row blocks (no (n, K) array)."""
-    n_components = centres.shape[0]
-    labels, _ = nearest_centre(points, centres, points.mean(axis=0))
-    parts = []
-    for rows in row_blocks(points.shape[0], n_components):
-        resp = np.zeros((rows.stop - rows.start, n_components))
-        resp[np.arange(resp.shape[0]), labels[rows]] = weights[rows]
-        parts.append(shifted_moments(points[rows], resp, centres, covariance_type))
-    return combine_quietly(parts)
-
-
 def coreset_loglik(coreset: Coreset, centres: np.ndarray, covariance_type: str,
                    reg_covar: float) -> float:
     """Mean log-likelihood on the weighted coreset that EM reaches from ``centres``' hard labels.
@@ -382,7 +370,8 @@ def coreset_loglik(coreset: Coreset, centres: np.ndarray, covariance_type: str,
     mean_loglik = -np.inf
     try:
         with np.errstate(all="ignore"):  # overflow is reported by the Lloyd pass's statistics
-            start = m_step(_weighted_hard_moments(points, weights, centres, covariance_type),
+            labels, _ = nearest_centre(points, centres, points.mean(axis=0))
+            start = m_step(hard_moments(points, labels, centres, covariance_type, weights),
                            centres, covariance_type, reg_covar, weight_normaliser=total)
             params = GMMParams(start[0], start[1],
                                compute_precision_cholesky(start[2], covariance_type),

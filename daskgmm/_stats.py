@@ -187,7 +187,8 @@ def shifted_moments(
 
 
 def hard_moments(
-    X: np.ndarray, labels: np.ndarray, centres: np.ndarray, covariance_type: str
+    X: np.ndarray, labels: np.ndarray, centres: np.ndarray, covariance_type: str,
+    weights: np.ndarray | None = None,
 ) -> Stats:
     """:func:`shifted_moments` for one-hot responsibilities given as labels.
 
@@ -201,6 +202,8 @@ def hard_moments(
         The component of each row.
     centres : ndarray of shape (K, D)
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    weights : ndarray of shape (n,), optional
+        Each row's weight (default one).
 
     Returns
     -------
@@ -209,18 +212,24 @@ def hard_moments(
     X = np.asarray(X, dtype=np.float64)
     n_components, n_features = centres.shape
     stats = empty_stats(n_components, n_features, covariance_type)
-    stats["n"] = np.float64(X.shape[0])
-    stats["nk"] = np.bincount(labels, minlength=n_components).astype(np.float64)
+    if weights is None:
+        stats["n"] = np.float64(X.shape[0])
+        stats["nk"] = np.bincount(labels, minlength=n_components).astype(np.float64)
+    else:
+        stats["n"] = np.float64(weights.sum())
+        stats["nk"] = np.bincount(labels, weights, minlength=n_components)
     for k in range(n_components):
-        y = X[labels == k] - centres[k]
-        stats["s1"][k] = y.sum(axis=0)
+        in_k = labels == k
+        y = X[in_k] - centres[k]
+        wy = y if weights is None else y * weights[in_k, None]
+        stats["s1"][k] = wy.sum(axis=0)
         if covariance_type == "full":
-            stats["s2"][k] = y.T @ y
+            stats["s2"][k] = wy.T @ y
         elif covariance_type in ("diag", "spherical"):
-            stats["s2"][k] = np.einsum("ij,ij->j", y, y)
+            stats["s2"][k] = np.einsum("ij,ij->j", wy, y)
     if covariance_type == "tied":
         y = X - _global_centre(centres)
-        stats["s2"] = y.T @ y
+        stats["s2"] = (y if weights is None else y * weights[:, None]).T @ y
     return stats
 
 
