@@ -16,11 +16,13 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from ._block_checks import check_weight_block
 from ._zarr import (
     ZarrRowReader,
     check_zarr_complete,
     dask_array_location,
     open_zarr_array,
+    read_rows,
     refuse_relative_zarr_sources,
     with_absolute_store,
     zarr_location,
@@ -201,9 +203,8 @@ def as_dataset(
         from dask.base import tokenize
 
         name = "zarr-" + tokenize(str(X.store_path), X.shape, X.chunks, str(X.dtype))
-        array = da.from_array(ZarrRowReader(X), chunks=X.chunks, name=name, asarray=True,
-                              fancy=False, lock=False)
-        return warn_if_chunks_are_small(Dataset(_rows_only(_as_float(array)), in_memory=False,
+        blocks = zarr_blocks(X, X.chunks, name)
+        return warn_if_chunks_are_small(Dataset(_rows_only(_as_float(blocks)), in_memory=False,
                                                 location=zarr_location(X)))
     X = container_array(X)
     if isinstance(X, da.Array):
@@ -427,9 +428,7 @@ def as_sample_weight(sample_weight: Any, row_chunks: tuple[int, ...]) -> da.Arra
         from dask.base import tokenize
 
         name = "zarr-weights-" + tokenize(str(sample_weight.store_path), sample_weight.shape)
-        weights = da.from_array(ZarrRowReader(sample_weight), chunks=(row_chunks,), name=name,
-                                asarray=True, fancy=False, lock=False)
-        return _float_weights(weights)
+        return _float_weights(zarr_blocks(sample_weight, (row_chunks,), name))
     if isinstance(sample_weight, da.Array):
         _check_weight_shape(sample_weight.shape, n_samples)
         if tuple(sample_weight.chunks[0]) != tuple(row_chunks):
@@ -479,8 +478,7 @@ def open_sample_weight(path: str | os.PathLike, name: str, row_chunks: tuple[int
     from dask.base import tokenize
 
     dask_name = "zarr-weights-" + tokenize(str(array.store_path), array.shape, row_chunks)
-    weights = da.from_array(ZarrRowReader(array), chunks=(tuple(row_chunks),), name=dask_name,
-                            asarray=True, fancy=False, lock=False)
+    weights = zarr_blocks(array, (tuple(row_chunks),), dask_name)
     return _float_weights(weights)
 
 
@@ -503,17 +501,10 @@ def _float_weights(weights: da.Array) -> da.Array:
     return weights.astype(np.float64)
 
 
-def check_weight_block(weights: np.ndarray, start: int) -> None:
-    """Raise ``ValueError`` naming the row if a chunk's weights are negative, NaN or infinite."""
-    bad = ~(np.isfinite(weights) & (weights >= 0))
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        value = weights[first]
-        kind = "NaN" if np.isnan(value) else "infinite" if np.isinf(value) else "negative"
-        raise ValueError(
-            f"sample_weight must be finite and non-negative: {int(bad.sum())} {kind} or invalid "
-            f"weight(s), first at row {start + first} (value {value})."
-        )
+def zarr_blocks(array: zarr.Array, chunks: Any, name: str) -> da.Array:
+    """A dask array of a Zarr array's blocks, each read by :func:`~daskgmm._zarr.read_rows`
+    through a :class:`~daskgmm._zarr.ZarrRowReader` (errors name the rows)."""
+    return da.from_array(ZarrRowReader(array), chunks=chunks, name=name, getitem=read_rows)
 
 
 def _as_float(array: da.Array) -> da.Array:

@@ -9,16 +9,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._data import Dataset
+from ._block_checks import check_finite_block
 from ._mstep import m_step
 from ._params import GMMParams, compute_precision_cholesky
-from ._passes import check_finite_block, run_pass, run_pass_with_digest
+from ._passes import run_pass, run_pass_with_digest
 from ._predict import log_likelihood_block
 from ._stats import Stats, combine_stats, estep_stats_many
 from .exceptions import NonFiniteError
+
+if TYPE_CHECKING:  # dask.array (with pandas) stays out of the workers
+    from ._data import Dataset
 
 
 @dataclass(frozen=True)

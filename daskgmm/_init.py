@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._data import Dataset
+from ._block_checks import check_finite_block
 from ._density import row_blocks
 from ._em import check_finite_stats, combine_many_quietly, combine_quietly, m_step_params
 from ._mstep import m_step
@@ -41,8 +41,11 @@ from ._params import (
     covariances_from_cholesky,
     precision_cholesky_from_precisions,
 )
-from ._passes import check_finite_block, compute_pass, run_pass
+from ._passes import compute_pass, run_pass
 from ._stats import Stats, empty_stats, estep_stats, hard_moments, shifted_moments
+
+if TYPE_CHECKING:  # dask.array (with pandas) stays out of the workers
+    from ._data import Dataset
 
 CORESET_ROWS_MIN = 10_000
 CORESET_ROWS_PER_COMPONENT = 50

@@ -21,16 +21,18 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from ._data import Dataset
 from ._em import Callback, EMResult, IterationInfo, check_finite_stats, combine_many, estep_chunk
 from ._mstep import m_step
 from ._params import GMMParams, compute_precision_cholesky
 from ._passes import run_pass
 from ._stats import Stats, move_moments
+
+if TYPE_CHECKING:  # dask.array (with pandas) stays out of the workers
+    from ._data import Dataset
 
 
 def step_size(step: int, decay: float, offset: float) -> float:

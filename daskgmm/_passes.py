@@ -19,7 +19,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import dask
 import numpy as np
@@ -30,9 +30,12 @@ from dask.highlevelgraph import HighLevelGraph
 from dask.utils import ensure_dict
 from threadpoolctl import ThreadpoolController
 
-from ._data import Dataset, check_weight_block
+from ._block_checks import check_weight_block
 from ._stats import combine_stats
 from .exceptions import NoWorkersError, WorkerLostError
+
+if TYPE_CHECKING:
+    from ._data import Dataset
 
 # A chunk kernel is called as fn(block, params, start) or, with sample weights,
 # fn(block, params, start, weights); its result and the combine's are any additive value.
@@ -166,25 +169,6 @@ def _no_stats(block: np.ndarray, params: Any, start: int,
 
 def _combine_nothing(parts: list[dict]) -> dict:
     return {}
-
-
-def check_finite_block(block: np.ndarray, start: int) -> None:
-    """Raise ``ValueError`` naming the rows if a chunk holds NaN or infinity.
-
-    Returns quietly if every row is finite: a non-finite result computed from
-    finite rows (overflow, a degenerate component) is not the input's fault,
-    and the pass's caller reports it once the chunks are reduced
-    (:func:`daskgmm._em.check_finite_stats`).
-    """
-    finite = np.isfinite(block).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        stop = start + block.shape[0]
-        kind = "NaN" if np.isnan(block[bad]).any() else "infinity"
-        raise ValueError(
-            f"Input X contains {kind}: {bad.size} row(s) in the chunk of rows "
-            f"{start}-{stop - 1}, first at row {start + int(bad[0])}."
-        )
 
 
 def block_readers(array: Any) -> dict[Any, Task | DataNode]:

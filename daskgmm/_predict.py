@@ -11,9 +11,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from ._block_checks import check_finite_block
 from ._density import estimate_log_prob_resp, row_blocks
 from ._params import GMMParams
-from ._passes import check_finite_block
 from .exceptions import NonFiniteError
 
 BlockKernel = Callable[[np.ndarray, GMMParams, int], np.ndarray]

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import zarr
 
 from ._files import absolute_path
 from .exceptions import CorruptChunkError, MissingChunksError
+
+if TYPE_CHECKING:  # dask.array (with pandas) stays out of the workers, which unpickle ZarrRowReader
+    import dask.array as da
 
 
 def missing_chunk_indices(array: zarr.Array, limit: int = 10) -> list[tuple[int, ...]]:
@@ -75,6 +77,17 @@ class ZarrRowReader:
                 f"Could not read {where} of the Zarr array {self.array.store_path}: "
                 f"{type(exc).__name__}: {exc}. The chunk is corrupt or unreadable."
             ) from exc
+
+
+def read_rows(reader: ZarrRowReader, selection: Any) -> Any:
+    """Read one block: the getter of daskgmm's Zarr-backed dask arrays
+    (``dask.array.from_array(..., getitem=read_rows)``).
+
+    dask's own getter lives in ``dask.array.core``; with this one, a worker
+    that reads and reduces chunks imports zarr and numpy but not dask.array
+    and the pandas it brings (about 100 MiB of each worker's memory).
+    """
+    return reader[selection]
 
 
 def with_absolute_store(array: zarr.Array) -> zarr.Array:

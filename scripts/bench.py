@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -217,25 +216,28 @@ def run_in_memory(library: str, case: str, covariance_type: str, scale: float, r
 # ---------------------------------------------------------------------------
 
 
-def _start_peak_sampler(dask_worker, interval: float = 0.005) -> int:
-    """Record this worker process's peak RSS from now on, sampled in a thread."""
-    import psutil
-
-    process = psutil.Process()
-    state = {"peak": process.memory_info().rss, "stop": threading.Event()}
-
-    def sample():
-        while not state["stop"].wait(interval):
-            state["peak"] = max(state["peak"], process.memory_info().rss)
-
-    threading.Thread(target=sample, daemon=True).start()
-    dask_worker._bench_peak = state
-    return state["peak"]
+def _vm_hwm_bytes() -> int:
+    """This process's peak resident memory (``VmHWM``) since the last reset."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def _stop_peak_sampler(dask_worker) -> int:
-    dask_worker._bench_peak["stop"].set()
-    return dask_worker._bench_peak["peak"]
+def _start_peak_sampler(dask_worker=None) -> int:
+    """Reset this worker process's peak RSS (Linux: ``/proc/self/clear_refs``).
+
+    The kernel's own high-water mark is exact and costs the worker nothing,
+    where a sampling thread would miss short peaks and take CPU from the fit.
+    """
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    return _vm_hwm_bytes()
+
+
+def _stop_peak_sampler(dask_worker=None) -> int:
+    return _vm_hwm_bytes()
 
 
 def out_of_core_rows(scale: float) -> int:

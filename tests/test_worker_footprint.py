@@ -10,7 +10,16 @@ import sys
 import pytest
 
 WORKER_MODULES = ["daskgmm._em", "daskgmm._init", "daskgmm._passes", "daskgmm._predict",
-                  "daskgmm._online"]
+                  "daskgmm._online", "daskgmm._zarr", "daskgmm._block_checks"]
+
+# Imported by a worker only for the library's own tasks, they would cost it
+# ~160 MiB of its memory limit: scikit-learn ~60, dask.array with pandas and
+# pyarrow ~100.
+HEAVY = ("sklearn", "dask.array", "pandas", "pyarrow")
+
+
+def _heavy(modules) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith("dask.array"))
 
 
 def _imported_after(statement: str) -> set[str]:
@@ -20,12 +29,38 @@ def _imported_after(statement: str) -> set[str]:
 
 
 @pytest.mark.parametrize("module", WORKER_MODULES)
-def test_task_modules_do_not_import_sklearn(module):
-    # A worker that unpickles a task function imports its module (and the
-    # package); scikit-learn would cost it ~60 MiB of its memory limit.
+def test_task_modules_import_neither_sklearn_nor_dask_array(module):
+    # A worker that unpickles a task function imports its module (and the package).
     modules = _imported_after(f"import {module}")
     assert module in modules
-    assert not any(m == "sklearn" or m.startswith("sklearn.") for m in modules)
+    assert _heavy(modules) == []
+
+
+def _heavy_in_worker() -> list[str]:
+    return _heavy(sys.modules)
+
+
+def test_a_worker_that_fits_zarr_data_imports_no_heavy_module(tmp_path):
+    # The whole fit as a worker sees it: the Zarr reads (a ZarrRowReader and its
+    # getter, unpickled), the initialisation passes and the EM passes.
+    import numpy as np
+    import zarr
+    from distributed import Client
+
+    from daskgmm import GaussianMixture
+    from daskgmm.jobs.cluster import local_cluster
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(2000, 3)), rng.normal(size=(2000, 3)) + 6])
+    zarr.create_array(tmp_path / "x.zarr", data=X, chunks=(500, 3))
+    with local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        model = GaussianMixture(2, max_iter=5, random_state=0).fit(str(tmp_path / "x.zarr"))
+        seen = client.run(_heavy_in_worker)
+        ran = client.run(lambda: "daskgmm._em" in sys.modules)
+    assert model.converged_ or model.n_iter_ == 5
+    assert list(ran.values()) == [True]  # the tasks did run in the worker
+    assert list(seen.values()) == [[]]
 
 
 def test_public_names_still_import_from_the_package():
@@ -40,24 +75,30 @@ def test_public_names_still_import_from_the_package():
         daskgmm.not_a_name  # noqa: B018
 
 
-def test_local_cluster_workers_get_the_allocator_setting(monkeypatch):
+def test_local_cluster_workers_get_the_allocator_settings(monkeypatch):
     from distributed import Client
 
-    from daskgmm.jobs.cluster import WORKER_GLIBC_TUNABLES, local_cluster, worker_environment
+    from daskgmm.jobs.cluster import WORKER_MALLOC_ENVIRONMENT, local_cluster, worker_environment
 
-    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    for name in WORKER_MALLOC_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
     environ = worker_environment()
-    assert environ["GLIBC_TUNABLES"] == WORKER_GLIBC_TUNABLES
-    assert "MALLOC_TRIM_THRESHOLD_" in environ  # dask's own settings are kept
+    for name, value in WORKER_MALLOC_ENVIRONMENT.items():
+        assert environ[name] == value  # dask's MALLOC_TRIM_THRESHOLD_=65536 replaced
     with local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        seen = client.run(lambda: (os.environ.get("GLIBC_TUNABLES"),
-                                   os.environ.get("MALLOC_TRIM_THRESHOLD_")))
-    assert list(seen.values()) == [(WORKER_GLIBC_TUNABLES, "65536")]
+        seen = client.run(lambda: {name: os.environ.get(name) for name in WORKER_MALLOC_ENVIRONMENT})
+    assert list(seen.values()) == [WORKER_MALLOC_ENVIRONMENT]
 
 
-def test_a_users_glibc_tunables_are_kept(monkeypatch):
-    from daskgmm.jobs.cluster import worker_environment
+def test_a_users_allocator_variables_are_kept(monkeypatch):
+    from distributed import Client
 
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
-    assert "GLIBC_TUNABLES" not in worker_environment()  # inherited from the user's environment
+    from daskgmm.jobs.cluster import local_cluster, worker_environment
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert "MALLOC_ARENA_MAX" not in worker_environment()  # inherited from the user's environment
+    with local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        seen = client.run(lambda: os.environ.get("MALLOC_ARENA_MAX"))
+    assert list(seen.values()) == ["4"]
