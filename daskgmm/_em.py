@@ -203,7 +203,7 @@ def check_finite_stats(
     """Refuse a pass's reduced statistics if its log-likelihood or moments are not finite.
 
     Each chunk task has already refused non-finite *input* by its rows
-    (:func:`daskgmm._passes.check_finite_block`), so anything non-finite here
+    (:func:`daskgmm._block_checks.check_finite_block`), so anything non-finite here
     was computed from finite data: values whose squares overflow float64, or
     a degenerate component.
 

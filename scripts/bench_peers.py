@@ -333,7 +333,7 @@ class SparkFitter:
                 "trainGaussianMixtureModel", self._data, self.k, 0.0, max_iter, 0,
                 self._initial_weights, self._initial_means, self._initial_covariances)
         finally:
-            self.sc.setLocalProperty("spark.jobGroup.id", None)
+            self.sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]  # None clears it
         self.last_iterations = self._iterations_run(group)
         if self.last_iterations is not None and self.last_iterations != max_iter:
             raise RuntimeError(

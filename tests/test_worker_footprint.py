@@ -97,8 +97,44 @@ def test_a_users_allocator_variables_are_kept(monkeypatch):
     from daskgmm.jobs.cluster import local_cluster, worker_environment
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert "MALLOC_ARENA_MAX" not in worker_environment()  # inherited from the user's environment
+    assert worker_environment()["MALLOC_ARENA_MAX"] == "4"
     with local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         seen = client.run(lambda: os.environ.get("MALLOC_ARENA_MAX"))
     assert list(seen.values()) == ["4"]
+
+
+def test_a_value_in_the_users_dask_config_is_kept(monkeypatch):
+    import dask
+
+    from daskgmm.jobs.cluster import WORKER_MALLOC_ENVIRONMENT, worker_environment
+
+    for name in WORKER_MALLOC_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    configured = {"MALLOC_TRIM_THRESHOLD_": "1048576", "OMP_NUM_THREADS": "1"}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": configured}):
+        environ = worker_environment()
+    assert environ["MALLOC_TRIM_THRESHOLD_"] == "1048576"
+    assert environ["MALLOC_MMAP_THRESHOLD_"] == WORKER_MALLOC_ENVIRONMENT["MALLOC_MMAP_THRESHOLD_"]
+    assert environ["OMP_NUM_THREADS"] == "1"
+
+
+def test_another_cluster_before_does_not_change_the_settings_nor_do_they_leak(monkeypatch):
+    # Every nanny writes its settings into this process's environment, and a
+    # nanny prefers an inherited value to its config: after a plain
+    # LocalCluster, MALLOC_TRIM_THRESHOLD_=65536 sits in os.environ.
+    from distributed import Client, LocalCluster
+
+    from daskgmm.jobs.cluster import WORKER_MALLOC_ENVIRONMENT, local_cluster
+
+    for name in WORKER_MALLOC_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None):
+        pass
+    assert os.environ.get("MALLOC_TRIM_THRESHOLD_") == "65536"
+    with local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        seen = client.run(lambda: {name: os.environ.get(name) for name in WORKER_MALLOC_ENVIRONMENT})
+        assert os.environ.get("MALLOC_ARENA_MAX") is None  # restored once the cluster started
+    assert list(seen.values()) == [WORKER_MALLOC_ENVIRONMENT]
+    assert os.environ.get("MALLOC_TRIM_THRESHOLD_") == "65536"

@@ -199,37 +199,75 @@ WORKER_MALLOC_ENVIRONMENT = {
 }
 
 
+def _distributed_defaults() -> dict[str, str]:
+    """distributed's shipped ``distributed.nanny.pre-spawn-environ`` (its own yaml file)."""
+    import distributed
+    import yaml
+
+    path = os.path.join(os.path.dirname(distributed.__file__), "distributed.yaml")
+    with open(path) as file:
+        defaults = yaml.safe_load(file)["distributed"]["nanny"]["pre-spawn-environ"] or {}
+    return {name: str(value) for name, value in defaults.items()}
+
+
 def worker_environment() -> dict[str, str]:
     """dask's ``distributed.nanny.pre-spawn-environ`` with the allocator settings
     daskgmm's workers run with.
 
+    For each variable of :data:`WORKER_MALLOC_ENVIRONMENT`, a value you chose
+    wins: first this process's environment, then your dask config. A value
+    equal to distributed's own default (``MALLOC_TRIM_THRESHOLD_=65536``) is
+    not taken for a choice: every dask nanny writes its settings into its
+    parent's environment, so after any other cluster in this process that
+    value is there without anyone having chosen it.
+
     Returns
     -------
     dict of str to str
-        Environment variables for the worker processes a nanny spawns: a copy
-        of the configured ``pre-spawn-environ`` updated with
-        :data:`WORKER_MALLOC_ENVIRONMENT`, except for a variable this
-        process's environment already sets (the workers inherit it).
+        Environment variables for the worker processes a nanny spawns.
     """
     import dask
-    import distributed  # noqa: F401  (loads distributed's config defaults)
 
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    defaults = _distributed_defaults()
+    configured = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
+    environ = {name: str(value) for name, value in configured.items() if value is not None}
     for name, value in WORKER_MALLOC_ENVIRONMENT.items():
-        if name in os.environ:
-            environ.pop(name, None)
-        else:
-            environ[name] = value
+        chosen = [source[name] for source in (os.environ, environ)
+                  if name in source and str(source[name]) != defaults.get(name)]
+        environ[name] = str(chosen[0]) if chosen else value
     return environ
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore them."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def local_cluster(**kwargs):
     """A ``distributed.LocalCluster`` of worker processes started with
-    :func:`worker_environment` (keyword arguments go to ``LocalCluster``)."""
+    :func:`worker_environment` (keyword arguments go to ``LocalCluster``).
+
+    The allocator variables are also set in this process's environment while
+    the cluster starts (a nanny prefers an inherited value to its config) and
+    restored afterwards, so that other processes this one starts later do not
+    inherit them.
+    """
     import dask
     from distributed import LocalCluster
 
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
+    environ = worker_environment()
+    malloc = {name: environ[name] for name in WORKER_MALLOC_ENVIRONMENT}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _environment(malloc):
         return LocalCluster(processes=True, **kwargs)
 
 
