@@ -74,9 +74,26 @@ class ZarrRowReader:
             rows = selection[0] if isinstance(selection, tuple) else selection
             where = f"rows {rows.start}-{rows.stop - 1}" if isinstance(rows, slice) else f"rows {rows}"
             raise CorruptChunkError(
-                f"Could not read {where} of the Zarr array {self.array.store_path}: "
-                f"{type(exc).__name__}: {exc}. The chunk is corrupt or unreadable."
+                f"Could not read {where} of the Zarr array {self.array.store_path}"
+                f"{self._chunks_of(rows)}: {type(exc).__name__}: {exc}. The chunk is corrupt or "
+                "unreadable: restore it (or the whole array) from its source or a backup. "
+                f"`daskgmm check --verify {self.array.store_path}` lists every chunk that "
+                "fails to decode."
             ) from exc
+
+    def _chunks_of(self, rows: Any) -> str:
+        """`` (chunk <key>)``: the stored chunk(s) a row slice falls in, or ``""``."""
+        if not isinstance(rows, slice) or rows.start is None or rows.stop is None:
+            return ""
+        try:
+            size = (self.array.shards or self.array.chunks)[0]  # what a stored key names
+            first, last = rows.start // size, (rows.stop - 1) // size
+            keys = [self.array.metadata.encode_chunk_key((i,) + (0,) * (self.ndim - 1))
+                    for i in range(first, min(last, first + 2) + 1)]
+        except Exception:  # a chunk grid or key encoding we do not know: say nothing
+            return ""
+        more = ", ..." if last > first + 2 else ""
+        return f" (chunk {', '.join(keys)}{more})"
 
 
 def read_rows(reader: ZarrRowReader, selection: Any) -> Any:

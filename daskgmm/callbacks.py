@@ -3,10 +3,53 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import numpy as np
 
 from ._em import IterationInfo
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with numpy scalars made Python ones and non-finite floats made None."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, dict):
+        return {str(key): _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
+
+
+def json_event(event: str, **fields: Any) -> str:
+    """One log event as one line of strict JSON (RFC 8259).
+
+    Parameters
+    ----------
+    event : str
+        What happened (``"iteration"``, ``"summary"``, ``"error"``, ...).
+    **fields
+        The event's values. A number that is not finite (the first
+        iteration's change, say) is written as ``null``: JSON has no
+        ``Infinity`` or ``NaN``, and strict parsers reject them. Values JSON
+        does not know (paths, say) are written as their ``str``.
+
+    Returns
+    -------
+    str
+        ``{"time": <UTC ISO 8601, milliseconds>, "event": event, **fields}``.
+    """
+    record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+              "event": event}
+    record.update({key: _strict(value) for key, value in fields.items()})
+    return json.dumps(record, allow_nan=False, default=str)
 
 
 class ProgressLog:
@@ -16,7 +59,9 @@ class ProgressLog:
     ----------
     stream : file, default=sys.stderr
     fmt : {'text', 'json'}
-        'json' writes one JSON object per line, for schedulers and log collectors.
+        'json' writes one strict JSON object per line (:func:`json_event`: a
+        UTC timestamp, ``null`` for the first iteration's change), for
+        schedulers and log collectors.
     """
 
     def __init__(self, stream: TextIO | None = None, fmt: str = "text"):
@@ -36,12 +81,13 @@ class ProgressLog:
             when several models are fitted together.
         """
         if self.fmt == "json":
-            record = {"event": "iteration", "iteration": info.n_iter,
-                      "log_likelihood": info.lower_bound, "change": info.change,
-                      "seconds": round(info.seconds, 4), "converged": info.converged}
+            record: dict[str, Any] = {
+                "iteration": info.n_iter, "log_likelihood": info.lower_bound,
+                "change": info.change, "seconds": round(info.seconds, 4),
+                "converged": info.converged}
             if info.n_models > 1:
                 record["model"] = info.model
-            line = json.dumps(record)
+            line = json_event("iteration", **record)
         else:
             line = (f"iteration {info.n_iter:4d}  log-likelihood {info.lower_bound: .6f}  "
                     f"change {info.change: .3e}  {info.seconds:.2f} s")

@@ -768,7 +768,13 @@ def _read_validated(path: str | os.PathLike) -> tuple[dict, dict, ModelFile]:
         with np.load(path, allow_pickle=False) as archive:
             contents = {name: archive[name] for name in archive.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise ModelFileError(f"{str(path)!r} is not a readable daskgmm model file: {exc}") from None
+        # numpy's own message for a pickle suggests allow_pickle=True, which would run
+        # the file's code: say what the file is instead.
+        reason = ("it holds pickled Python objects, which model files never do"
+                  if "pickle" in str(exc) else str(exc))
+        raise ModelFileError(
+            f"{str(path)!r} is not a daskgmm model file (an .npz archive written by "
+            f"daskgmm.save_model or `daskgmm fit`): {reason}.") from None
     if "__metadata__" not in contents:
         raise ModelFileError(f"{str(path)!r} is not a daskgmm model file (no metadata).")
     try:

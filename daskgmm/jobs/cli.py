@@ -44,6 +44,21 @@ class JobError(click.ClickException):
         click.echo(f"daskgmm: error: {self.format_message()}", err=True)
 
 
+# The library's messages name its Python keywords; the command's name its own options.
+_IN_THE_COMMANDS_WORDS = (
+    ("Pass allow_missing_chunks=True if",
+     "Set data.allow_missing_chunks: true in the config (--set data.allow_missing_chunks=true) if"),
+    ("; name the one to use.", "; set data.array in the config, or --array."),
+    ("overwrite=True", "--overwrite"),
+)
+
+
+def _in_the_commands_words(message: str) -> str:
+    for library, command in _IN_THE_COMMANDS_WORDS:
+        message = message.replace(library, command)
+    return message
+
+
 @contextmanager
 def _phase(exit_code: int, *errors: type[BaseException]):
     """Turn the expected errors of one phase of a job into its exit code."""
@@ -52,7 +67,8 @@ def _phase(exit_code: int, *errors: type[BaseException]):
     except JobError:
         raise
     except errors as exc:
-        raise JobError(str(exc) if not isinstance(exc, KeyError) else exc.args[0], exit_code) from exc
+        message = str(exc) if not isinstance(exc, KeyError) else exc.args[0]
+        raise JobError(_in_the_commands_words(message), exit_code) from exc
 
 
 def _config_errors():
@@ -167,7 +183,9 @@ def _unchecked_data_message(zarr_array) -> str:
 
 def _warn(fmt: str, message: str) -> None:
     if fmt == "json":
-        click.echo(json.dumps({"event": "warning", "message": message}), err=True)
+        from ..callbacks import json_event
+
+        click.echo(json_event("warning", message=message), err=True)
     else:
         click.echo(f"daskgmm: warning: {message}", err=True)
 
@@ -203,7 +221,9 @@ def _convergence_reported():
 
 def _log(fmt: str, event: str, **fields) -> None:
     if fmt == "json":
-        click.echo(json.dumps({"event": event, **fields}, default=float), err=True)
+        from ..callbacks import json_event
+
+        click.echo(json_event(event, **fields), err=True)
     else:
         text = "  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
         click.echo(f"{event}: {text}", err=True)
@@ -222,8 +242,26 @@ def main() -> None:
 
 _set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                            help="Override a config value (YAML syntax), e.g. --set model.n_components=8.")
-_log_option = click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-                           show_default=True, help="Progress and summary lines: text, or one JSON object per line.")
+#: The --log-format of the command being run, for the messages that come before or
+#: after the command's own code (warnings while opening data, errors in :func:`run`).
+_LOG_FORMAT = {"value": "text"}
+
+
+def _remember_log_format(ctx, param, value: str) -> str:
+    _LOG_FORMAT["value"] = value
+    return value
+
+
+def _log_format_option(expose_value: bool = True):
+    return click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+                        show_default=True, is_eager=True, callback=_remember_log_format,
+                        expose_value=expose_value,
+                        help="Progress, summary, warning and error lines: text, or one strict "
+                             "JSON object per line, each with a UTC timestamp.")
+
+
+_log_option = _log_format_option()
+_log_format_only = _log_format_option(expose_value=False)
 
 
 @main.command()
@@ -265,7 +303,12 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
         from ..persistence import read_model_file
 
         with _phase(EXIT_OUTPUT, ModelFileError):  # checked against the schema before any work
-            read_model_file(cfg.checkpoint.path)
+            _, checkpoint_metadata = read_model_file(cfg.checkpoint.path)
+        done = int(checkpoint_metadata["fitted"]["n_iter_"])
+        if log_format == "json":
+            _log(log_format, "resume", from_iteration=done, checkpoint=cfg.checkpoint.path)
+        else:
+            click.echo(f"resuming from iteration {done} ({cfg.checkpoint.path})", err=True)
     with _cluster_errors(), connect(cfg.cluster) as client:
         X = _open_data(cfg.data.path, cfg.data.array, cfg.data.chunk_rows,
                        cfg.data.allow_missing_chunks, cfg.data.storage_options, log_format)
@@ -274,7 +317,8 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
             model = GaussianMixture(**cfg.model.model_dump())
             model._validate_params()
             model._check_initial_parameters(X.shape[1])
-        callbacks = [ProgressLog(sys.stderr, log_format)]
+        timing = _EMTiming()
+        callbacks = [ProgressLog(sys.stderr, log_format), timing]
         if cfg.checkpoint is not None:
             callbacks.append(Checkpoint(cfg.checkpoint.path, cfg.checkpoint.interval))
         _log(log_format, "start", data=cfg.data.path, n_samples=X.shape[0], n_features=X.shape[1],
@@ -306,10 +350,29 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
     with _phase(EXIT_OUTPUT, OSError):
         save_model(model, cfg.output.model, overwrite=overwrite)
     _log(log_format, "summary", converged=bool(model.converged_), iterations=int(model.n_iter_),
-         log_likelihood=float(model.lower_bound_), bic=float(bic), seconds=round(seconds, 3),
-         seconds_per_iteration=round(seconds / max(model.n_iter_, 1), 3), model=cfg.output.model)
+         iterations_run=timing.iterations, log_likelihood=float(model.lower_bound_),
+         bic=float(bic), seconds=round(seconds, 3),
+         init_seconds=round(max(seconds - timing.seconds, 0.0), 3),
+         seconds_per_iteration=round(timing.seconds / max(timing.iterations, 1), 3),
+         model=cfg.output.model)
     if fail_on_no_convergence and not model.converged_:
         raise JobError(f"EM did not converge in {model.n_iter_} iterations.", EXIT_FIT)
+
+
+class _EMTiming:
+    """The EM iterations this run made and their seconds (a fit callback).
+
+    The rest of a fit's time is its initialisation (or, resumed, reading the
+    checkpoint): after ``--resume`` the iterations made before do not count.
+    """
+
+    def __init__(self) -> None:
+        self.iterations = 0
+        self.seconds = 0.0
+
+    def __call__(self, info) -> None:
+        self.iterations += 1
+        self.seconds += info.seconds
 
 
 def _resolve(config, overrides, model_path, data_path, array):
@@ -358,6 +421,7 @@ def _cluster_of(cfg):
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing prediction store.")
 @click.option("--shard-rows", type=click.IntRange(min=1), default=None,
               help="Write sharded arrays with this many rows per shard (default: output.shard_rows).")
+@_log_format_only
 def predict(config, overrides, model_path, data_path, array, out, probabilities, log_likelihood, overwrite,
             shard_rows):
     """Write labels (and optionally probabilities, log-likelihoods) to a Zarr store.
@@ -380,15 +444,18 @@ def predict(config, overrides, model_path, data_path, array, out, probabilities,
     with _output_errors():  # before any work
         check_writable(out, pick(overwrite, "overwrite"))
     with _cluster_errors(), connect(_cluster_of(cfg)):
-        model, X = _load_model_and_data(cfg, model_path, data_path, array)
+        model, X = _load_model_and_data(cfg, model_path, data_path, array, _LOG_FORMAT["value"])
         started = time.perf_counter()
         with _data_errors(), _output_errors():
             write_predictions(model, X, out, probabilities=pick(probabilities, "probabilities"),
                               log_likelihood=pick(log_likelihood, "log_likelihood"),
                               overwrite=pick(overwrite, "overwrite"),
                               shard_rows=shard_rows or (cfg.output.shard_rows if cfg else None))
-    click.echo(f"Wrote predictions for {X.shape[0]:,} rows to {out} in "
-               f"{time.perf_counter() - started:.1f} s")
+    seconds = time.perf_counter() - started
+    if _LOG_FORMAT["value"] == "json":
+        _log("json", "predictions", n_samples=int(X.shape[0]), out=out, seconds=round(seconds, 3))
+    else:
+        click.echo(f"Wrote predictions for {X.shape[0]:,} rows to {out} in {seconds:.1f} s")
 
 
 @main.command()
@@ -555,6 +622,7 @@ def _write_table(rows: list[dict], path: str, overwrite: bool) -> None:
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing data set.")
+@_log_format_only
 def make_data(path, n_samples, n_features, n_components, separation, offset, dtype, chunk_rows, seed, overwrite):
     """Write a synthetic Gaussian mixture to a Zarr store, chunk by chunk.
 
@@ -579,6 +647,7 @@ def make_data(path, n_samples, n_features, n_components, separation, offset, dty
 @main.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_log_format_only
 def info(model_path, as_json):
     """Show what a model file holds.
 
@@ -616,6 +685,7 @@ def info(model_path, as_json):
 @click.option("--verify", is_flag=True,
               help="Read every chunk once, one at a time, and name any that fail to read or decode.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_log_format_only
 def check(data_path, array, verify, as_json):
     """Say what a Zarr data set holds and what of it can be checked.
 
@@ -697,6 +767,7 @@ def _format_check(report: dict) -> str:
 @click.option("--allow-missing-chunks", is_flag=True,
               help="Copy never-written chunks as the fill value instead of refusing the source.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at DEST (DEST may be SOURCE).")
+@_log_format_only
 def rewrite(source, dest, array, allow_missing_chunks, overwrite):
     """Copy a Zarr store, chunk by chunk, into one whose every chunk carries a CRC32C checksum.
 
@@ -727,6 +798,7 @@ def rewrite(source, dest, array, allow_missing_chunks, overwrite):
 @click.option("--out-dir", default="report", show_default=True, type=click.Path(file_okay=False))
 @click.option("--sample", "n_sample", type=click.IntRange(min=10), default=5000, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing plots in --out-dir.")
+@_log_format_only
 def report(model_path, data_path, array, out_dir, n_sample, overwrite):
     """Write PNG plots: log-likelihood per iteration, BIC over n_components, 2-D projection.
 
@@ -766,26 +838,43 @@ def report(model_path, data_path, array, out_dir, n_sample, overwrite):
         click.echo(f"Wrote {path}")
 
 
+def _report_error(message: str, exit_code: int, **fields) -> None:
+    """An error line on stderr: ``daskgmm: error: ...``, or a JSON ``error`` event."""
+    if _LOG_FORMAT["value"] == "json":
+        from ..callbacks import json_event
+
+        click.echo(json_event("error", message=message, exit_code=exit_code, **fields), err=True)
+    else:
+        click.echo(f"daskgmm: error: {message}", err=True)
+
+
 def run() -> None:
     """Console-script entry point: map unexpected errors to exit code 1."""
+    _LOG_FORMAT["value"] = "text"
     try:
         main(standalone_mode=False)
     except JobError as exc:
-        exc.show()
+        _report_error(exc.format_message(), exc.exit_code)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+        _report_error("Aborted.", EXIT_BUG)
         sys.exit(EXIT_BUG)
     except click.ClickException as exc:
-        exc.show()
+        if _LOG_FORMAT["value"] == "json":
+            _report_error(exc.format_message(), EXIT_CONFIG)
+        else:
+            exc.show()
         sys.exit(EXIT_CONFIG)
     except SystemExit:
         raise
     except Exception as exc:  # a bug: show it in full
         import traceback
 
-        traceback.print_exc()
-        click.echo(f"daskgmm: unexpected error: {exc}", err=True)
+        if _LOG_FORMAT["value"] == "json":
+            _report_error(f"unexpected error: {exc}", EXIT_BUG, traceback=traceback.format_exc())
+        else:
+            traceback.print_exc()
+            click.echo(f"daskgmm: unexpected error: {exc}", err=True)
         sys.exit(EXIT_BUG)
     sys.exit(EXIT_OK)
 
