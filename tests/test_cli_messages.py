@@ -64,3 +64,101 @@ def test_a_corrupt_chunk_is_named_by_its_key_with_what_to_do(tmp_path, capsys):
     assert code == 3
     assert "rows 200-299" in err and "(chunk c/2/0)" in err
     assert "daskgmm check --verify" in err
+
+
+def test_every_estimator_parameter_is_a_model_config_key_with_its_default():
+    import inspect
+
+    from daskgmm import GaussianMixture
+    from daskgmm.jobs.config import ModelConfig
+
+    parameters = inspect.signature(GaussianMixture).parameters
+    assert set(ModelConfig.model_fields) == set(parameters)
+    defaults = ModelConfig().model_dump()
+    assert defaults == {name: p.default for name, p in parameters.items()}
+
+
+def test_online_em_from_a_config(tmp_path, capsys):
+    from daskgmm import load_model
+    from daskgmm.jobs.synthetic import make_mixture_zarr
+
+    path = make_mixture_zarr(tmp_path / "d.zarr", 2000, 2, 2, chunk_rows=250, seed=0)
+    config = tmp_path / "online.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"path": str(path), "array": "X"},
+        "model": {"n_components": 2, "random_state": 0, "algorithm": "online",
+                  "online_passes": 3, "batch_size": 500, "learning_decay": 0.7,
+                  "learning_offset": 2.0},
+        "output": {"model": str(tmp_path / "m.npz")}}))
+    code, _, err = invoke(["fit", config], capsys)
+    assert code == 0, err
+    params = load_model(tmp_path / "m.npz").get_params()
+    assert (params["algorithm"], params["online_passes"], params["batch_size"],
+            params["learning_decay"], params["learning_offset"]) == ("online", 3, 500, 0.7, 2.0)
+    config.write_text(config.read_text().replace("learning_decay: 0.7", "learning_decay: 0.4"))
+    code, _, err = invoke(["fit", config, "--overwrite"], capsys)
+    assert code == 2 and "learning_decay" in err
+
+
+def test_shell_completion_as_the_readme_documents_it():
+    import os
+    import shutil
+    import subprocess
+
+    daskgmm = shutil.which("daskgmm")
+    assert daskgmm, "the daskgmm console script is not on PATH"
+    source = subprocess.run([daskgmm], env={**os.environ, "_DASKGMM_COMPLETE": "bash_source"},
+                            capture_output=True, text=True, check=True).stdout
+    assert "_daskgmm_completion()" in source and "complete " in source
+    completed = subprocess.run(
+        [daskgmm], env={**os.environ, "_DASKGMM_COMPLETE": "bash_complete",
+                        "COMP_WORDS": "daskgmm pre", "COMP_CWORD": "1"},
+        capture_output=True, text=True, check=True).stdout
+    assert "plain,predict" in completed.split()
+
+
+def test_the_printed_dashboard_address_serves_the_dashboard():
+    import io
+    import re
+    import urllib.request
+
+    from daskgmm.jobs.cluster import connect
+    from daskgmm.jobs.config import ClusterConfig
+
+    log = io.StringIO()
+    with connect(ClusterConfig(kind="local", n_workers=1, memory_limit="1GiB"), log=log):
+        (link,) = re.findall(r"Dask dashboard: (http\S+)", log.getvalue())
+        with urllib.request.urlopen(link, timeout=30) as response:
+            page = response.read()
+    assert response.status == 200
+    assert b"needs bokeh" not in page and b"bokeh" in page.lower()
+
+
+def test_a_dashboard_that_only_says_it_needs_bokeh_is_not_announced():
+    import http.server
+    import socket
+    import threading
+
+    from daskgmm.jobs.cluster import dashboard_serves
+
+    class NeedsBokeh(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"Dask needs bokeh>=3.1.0 for the dashboard."
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NeedsBokeh)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert not dashboard_serves(f"http://127.0.0.1:{server.server_port}/status")
+    finally:
+        server.shutdown()
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert not dashboard_serves(f"http://127.0.0.1:{port}/status", timeout=2)

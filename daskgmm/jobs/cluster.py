@@ -175,9 +175,39 @@ def connect(config: ClusterConfig, log: TextIO | None = None,
             cluster = stack.enter_context(_jobqueue_cluster(config.jobqueue))
             cluster.scale(jobs=config.jobqueue.jobs)
             client = stack.enter_context(Client(cluster))
-        if client.dashboard_link:
-            print(f"Dask dashboard: {client.dashboard_link}", file=log or sys.stderr, flush=True)
+        link = client.dashboard_link
+        if link and dashboard_serves(link):
+            print(f"Dask dashboard: {link} (while this command runs)", file=log or sys.stderr,
+                  flush=True)
+        elif link:
+            print("Dask dashboard: not served (it needs bokeh>=3.1 where the scheduler runs: "
+                  "pip install 'daskgmm[dashboard]')", file=log or sys.stderr, flush=True)
         yield client
+
+
+def dashboard_serves(link: str, timeout: float = 5.0) -> bool:
+    """Whether the dashboard at ``link`` answers with a page (not dask's "needs bokeh" text).
+
+    Parameters
+    ----------
+    link : str
+        The dashboard's address (``Client.dashboard_link``).
+    timeout : float
+        Seconds to wait for an answer.
+
+    Returns
+    -------
+    bool
+    """
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(link, timeout=timeout) as response:  # noqa: S310 (http only)
+            body = response.read(65536)
+            return response.status == 200 and b"needs bokeh" not in body
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
 
 
 # dask's nanny starts its workers with MALLOC_TRIM_THRESHOLD_=65536, so that freed

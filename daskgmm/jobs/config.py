@@ -64,6 +64,11 @@ class ModelConfig(_Section):
     split_every: Annotated[int, Field(ge=2)] = 8
     persist: Literal["auto"] | bool = "auto"
     chunk_size: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    algorithm: Literal["batch", "online"] = "batch"
+    online_passes: Annotated[int, Field(ge=1)] = 2
+    batch_size: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    learning_decay: Annotated[float, Field(gt=0.5, le=1.0)] = 0.6
+    learning_offset: Annotated[float, Field(ge=0)] = 1.0
 
 
 class TLSConfig(_Section):
