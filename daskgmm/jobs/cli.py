@@ -78,7 +78,9 @@ def _config_errors():
 
 
 def _data_errors():
-    return _phase(EXIT_DATA, FileNotFoundError, KeyError, ValueError, TypeError, OSError)
+    # ImportError: a URL whose fsspec filesystem is not installed (the message names the extra).
+    return _phase(EXIT_DATA, FileNotFoundError, KeyError, ValueError, TypeError, OSError,
+                  ImportError)
 
 
 def _load(config_path, overrides):
@@ -399,7 +401,8 @@ def _load_model_and_data(cfg, model_path, data_path, array, log_format="text"):
     with _phase(EXIT_OUTPUT, ModelFileError, FileNotFoundError):
         model = load_model(model_path)
     X = _open_data(data_path, array, cfg.data.chunk_rows if cfg else None,
-                   cfg.data.allow_missing_chunks if cfg else False, log_format=log_format)
+                   cfg.data.allow_missing_chunks if cfg else False,
+                   cfg.data.storage_options if cfg else None, log_format=log_format)
     return model, X
 
 
