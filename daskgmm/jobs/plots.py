@@ -32,6 +32,23 @@ def _save(fig: Figure, path: Path, overwrite: bool) -> Path:
     return path
 
 
+def draw_log_likelihood(model) -> Figure:
+    """The figure of :func:`plot_log_likelihood`: whole-number iterations, and the
+    log-likelihood's own values on the y axis (no offset such as ``1e-7-1.37e1``)."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = _figure()
+    bounds = np.asarray(model.lower_bounds_)
+    ax.plot(np.arange(1, bounds.size + 1), bounds, marker="o")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    ax.set_xlabel("EM iteration")
+    ax.set_ylabel("mean log-likelihood")
+    ax.set_title(f"{model.n_components} components, {model.covariance_type} covariance")
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def plot_log_likelihood(model, path: str | Path, *, overwrite: bool = True) -> Path:
     """Mean log-likelihood per EM iteration.
 
@@ -49,23 +66,49 @@ def plot_log_likelihood(model, path: str | Path, *, overwrite: bool = True) -> P
     -------
     Path
     """
+    return _save(draw_log_likelihood(model), Path(path), overwrite)
+
+
+def draw_selection(selection: dict) -> Figure:
+    """The figure of :func:`plot_selection`.
+
+    BIC is a solid line with filled circles, AIC a dashed line with crosses
+    drawn over it, so that both show where they coincide; the chosen model
+    (lowest ``selection['criterion']``) is ringed and labelled; the
+    n_components axis has whole numbers only.
+    """
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = _figure()
-    bounds = np.asarray(model.lower_bounds_)
-    ax.plot(np.arange(1, bounds.size + 1), bounds, marker="o")
-    ax.set_xlabel("EM iteration")
-    ax.set_ylabel("mean log-likelihood")
-    ax.set_title(f"{model.n_components} components, {model.covariance_type} covariance")
+    table = selection["table"]
+    criterion = selection.get("criterion", "bic")
+    for ct in sorted({row["covariance_type"] for row in table}):
+        rows = sorted((r for r in table if r["covariance_type"] == ct), key=lambda r: r["n_components"])
+        ks = [r["n_components"] for r in rows]
+        (bic,) = ax.plot(ks, [r["bic"] for r in rows], marker="o", markersize=7, lw=2,
+                         label=f"BIC {ct}", zorder=2)
+        ax.plot(ks, [r["aic"] for r in rows], ls="--", marker="x", markersize=9, color=bic.get_color(),
+                alpha=0.8, label=f"AIC {ct}", zorder=3)
+    chosen = min(table, key=lambda r: r[criterion])
+    ax.plot([chosen["n_components"]], [chosen[criterion]], marker="o", markersize=16, fillstyle="none",
+            color="black", lw=0, mew=2, zorder=4, gid="chosen",
+            label=f"chosen: {chosen['n_components']} {chosen['covariance_type']} (by {criterion.upper()})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("n_components")
+    ax.set_ylabel("criterion (lower is better)")
+    ax.legend()
     ax.grid(alpha=0.3)
-    return _save(fig, Path(path), overwrite)
+    return fig
 
 
 def plot_selection(selection: dict, path: str | Path, *, overwrite: bool = True) -> Path:
-    """BIC (and AIC) over n_components, one line per covariance type.
+    """BIC and AIC over n_components, one colour per covariance type, the chosen model ringed.
 
     Parameters
     ----------
     selection : dict
-        The ``selection`` section of a model file written by ``daskgmm select``.
+        The ``selection`` section of a model file written by ``daskgmm select``
+        (``criterion`` and ``table``).
     path : str or Path
         The PNG file to write.
     overwrite : bool, default=True
@@ -76,18 +119,7 @@ def plot_selection(selection: dict, path: str | Path, *, overwrite: bool = True)
     -------
     Path
     """
-    fig, ax = _figure()
-    table = selection["table"]
-    for ct in sorted({row["covariance_type"] for row in table}):
-        rows = sorted((r for r in table if r["covariance_type"] == ct), key=lambda r: r["n_components"])
-        ax.plot([r["n_components"] for r in rows], [r["bic"] for r in rows], marker="o", label=f"BIC {ct}")
-        ax.plot([r["n_components"] for r in rows], [r["aic"] for r in rows], ls="--", alpha=0.6,
-                label=f"AIC {ct}")
-    ax.set_xlabel("n_components")
-    ax.set_ylabel("criterion (lower is better)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return _save(fig, Path(path), overwrite)
+    return _save(draw_selection(selection), Path(path), overwrite)
 
 
 def _full_covariances(model) -> np.ndarray:
