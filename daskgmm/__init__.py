@@ -36,6 +36,7 @@ _PUBLIC = {
     "WorkerLostError": ".exceptions",
     "fit_many": ".estimator",
     "load_model": ".estimator",
+    "open_parquet": "._parquet",
     "open_zarr_array": "._zarr",
     "save_model": ".estimator",
 }
@@ -63,6 +64,7 @@ __all__ = [
     "WorkerLostError",
     "fit_many",
     "load_model",
+    "open_parquet",
     "open_zarr_array",
     "save_model",
     "__version__",
@@ -70,6 +72,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ._em import IterationInfo
+    from ._parquet import open_parquet
     from ._zarr import open_zarr_array
     from .callbacks import ProgressLog
     from .checkpoints import Checkpoint

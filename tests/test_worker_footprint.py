@@ -10,7 +10,8 @@ import sys
 import pytest
 
 WORKER_MODULES = ["daskgmm._em", "daskgmm._init", "daskgmm._passes", "daskgmm._predict",
-                  "daskgmm._online", "daskgmm._zarr", "daskgmm._block_checks"]
+                  "daskgmm._online", "daskgmm._zarr", "daskgmm._block_checks",
+                  "daskgmm._parquet"]
 
 # Imported by a worker only for the library's own tasks, they would cost it
 # ~160 MiB of its memory limit: scikit-learn ~60, dask.array with pandas and

@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -117,22 +118,60 @@ def _cluster_errors():
     return _phase(EXIT_CONFIG, ClusterConnectionError)
 
 
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+
+
+def _data_format(path: str, data_format: str = "auto") -> str:
+    if data_format != "auto":
+        return data_format
+    return "parquet" if str(path).rstrip("/").endswith(PARQUET_SUFFIXES) else "zarr"
+
+
 def _open_data(path: str, array: str | None, chunk_rows: int | None = None,
                allow_missing_chunks: bool = False, storage_options: dict | None = None,
-               log_format: str = "text"):
+               log_format: str = "text", data_format: str = "auto",
+               columns: list[str] | None = None):
     """The data as a validated row-chunked dask array (one warning if no checksum guards it)."""
     from .._data import as_dataset
     from .._zarr import has_checksum, open_zarr_array
 
-    with _data_errors(), _metadata_file_named(path, array):
-        zarr_array = open_zarr_array(path, array, **(storage_options or {}))
-        data = as_dataset(zarr_array, allow_missing_chunks=allow_missing_chunks)
-        if not has_checksum(zarr_array):
-            _warn(log_format, _unchecked_data_message(zarr_array))
+    if _data_format(path, data_format) == "parquet":
+        from .._parquet import open_parquet
+
+        with _data_errors():
+            data = as_dataset(open_parquet(path, columns, **(storage_options or {})))
+    else:
+        with _data_errors(), _metadata_file_named(path, array), _not_zarr(path):
+            zarr_array = open_zarr_array(path, array, **(storage_options or {}))
+            data = as_dataset(zarr_array, allow_missing_chunks=allow_missing_chunks)
+            if not has_checksum(zarr_array):
+                _warn(log_format, _unchecked_data_message(zarr_array))
     X = data.array
     if chunk_rows:
         X = X.rechunk({0: chunk_rows})
     return X
+
+
+def _open_config_data(cfg, log_format: str):
+    """The config's data (``data.*``), as :func:`_open_data` opens them."""
+    return _open_data(cfg.data.path, cfg.data.array, cfg.data.chunk_rows,
+                      cfg.data.allow_missing_chunks, cfg.data.storage_options, log_format,
+                      cfg.data.format, cfg.data.columns)
+
+
+@contextmanager
+def _not_zarr(path: str):
+    """A local file or folder that exists but is no Zarr store: say what daskgmm reads."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        if "://" not in str(path) and os.path.exists(path):
+            raise JobError(
+                f"{path!r} is not a Zarr array or group. daskgmm reads Zarr (data.format: zarr) "
+                "and Parquet files or folders of them (data.format: parquet, with data.columns; "
+                f"a path ending in {', '.join(PARQUET_SUFFIXES)} is taken for Parquet).",
+                EXIT_DATA) from exc
+        raise
 
 
 @contextmanager
@@ -206,6 +245,12 @@ def _open_weights(cfg, X):
     from .._data import open_sample_weight
 
     with _data_errors():
+        if _data_format(cfg.data.path, cfg.data.format) == "parquet":
+            from .._parquet import open_parquet
+
+            # A column of the same files: its chunks are the same row groups as X's.
+            return open_parquet(cfg.data.path, [cfg.data.sample_weight],
+                                **cfg.data.storage_options)[:, 0]
         return open_sample_weight(cfg.data.path, cfg.data.sample_weight, X.chunks[0],
                                   **cfg.data.storage_options)
 
@@ -312,8 +357,7 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
         else:
             click.echo(f"resuming from iteration {done} ({cfg.checkpoint.path})", err=True)
     with _cluster_errors(), connect(cfg.cluster) as client:
-        X = _open_data(cfg.data.path, cfg.data.array, cfg.data.chunk_rows,
-                       cfg.data.allow_missing_chunks, cfg.data.storage_options, log_format)
+        X = _open_config_data(cfg, log_format)
         weights = _open_weights(cfg, X)
         with _phase(EXIT_CONFIG, ValueError, TypeError):
             model = GaussianMixture(**cfg.model.model_dump())
@@ -402,7 +446,9 @@ def _load_model_and_data(cfg, model_path, data_path, array, log_format="text"):
         model = load_model(model_path)
     X = _open_data(data_path, array, cfg.data.chunk_rows if cfg else None,
                    cfg.data.allow_missing_chunks if cfg else False,
-                   cfg.data.storage_options if cfg else None, log_format=log_format)
+                   cfg.data.storage_options if cfg else None, log_format=log_format,
+                   data_format=cfg.data.format if cfg else "auto",
+                   columns=cfg.data.columns if cfg else None)
     return model, X
 
 
@@ -548,8 +594,7 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
                 check_writable(output, overwrite)
     rows, best = [], None
     with _cluster_errors(), connect(cfg.cluster):
-        X = _open_data(cfg.data.path, cfg.data.array, cfg.data.chunk_rows,
-                       cfg.data.allow_missing_chunks, cfg.data.storage_options, log_format)
+        X = _open_config_data(cfg, log_format)
         weights = _open_weights(cfg, X)
         from ..estimator import fit_many
         from ..exceptions import DegenerateComponentError, NonFiniteError

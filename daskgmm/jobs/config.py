@@ -34,9 +34,11 @@ def _client_path(value: str | None) -> str | None:
 class DataConfig(_Section):
     """Where the data are."""
 
-    path: str = Field(description="Zarr store: a local path or an fsspec URL")
+    path: str = Field(description="Zarr store or Parquet file/folder: a local path or an fsspec URL")
+    format: Literal["auto", "zarr", "parquet"] = Field(default="auto", description="auto: parquet for a path ending in .parquet, .parq or .pq, else zarr")
     array: str | None = Field(default=None, description="array inside the Zarr group (None: the path is the array, or the group's only array)")
-    sample_weight: str | None = Field(default=None, description="array in the same Zarr group with one non-negative weight per row (None: unit weights)")
+    columns: list[str] | None = Field(default=None, description="Parquet: the feature columns, in order (None: every column, all numeric)")
+    sample_weight: str | None = Field(default=None, description="array in the same Zarr group (Parquet: a column) with one non-negative weight per row (None: unit weights)")
     chunk_rows: Annotated[int, Field(ge=1)] | None = Field(default=None, description="rechunk to this many rows per chunk")
     allow_missing_chunks: bool = False
     storage_options: dict[str, Any] = Field(default_factory=dict)
