@@ -13,12 +13,14 @@ the same shape:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 import dask
@@ -436,6 +438,30 @@ def _no_workers_message(name: str, timeout: float, watch: _WorkerWatch, workers:
             f"daskgmm.no-workers-timeout.")
 
 
+_pass_watchers: ContextVar[tuple[Callable[[str], None], ...]] = ContextVar(
+    "daskgmm_pass_watchers", default=())
+
+
+@contextlib.contextmanager
+def watch_passes(callback: Callable[[str], None]) -> Iterator[None]:
+    """Call ``callback(name)`` after each pass over the data that completes in this block.
+
+    ``name`` says which pass: ``gmm-init-...`` for the initialisation's,
+    ``gmm-estep`` for EM's, and so on. For progress displays (``daskgmm``'s
+    progress bars); the callback runs in the thread that runs the fit.
+    """
+    token = _pass_watchers.set((*_pass_watchers.get(), callback))
+    try:
+        yield
+    finally:
+        _pass_watchers.reset(token)
+
+
+def _passed(name: str) -> None:
+    for callback in _pass_watchers.get():
+        callback(name)
+
+
 def compute_pass(graph: Any, name: str) -> Any:
     """Compute a pass's graph on the current scheduler, in bounded time on a distributed client.
 
@@ -461,11 +487,14 @@ def compute_pass(graph: Any, name: str) -> Any:
         with single_threaded_blas:
             if client is None:
                 (result,) = dask.compute(graph)
+                _passed(name)
                 return result
             watch = _WorkerWatch(client)
             future = client.compute(graph)
             try:
-                return _wait(client, future, name, watch)
+                result = _wait(client, future, name, watch)
+                _passed(name)
+                return result
             finally:
                 # Now, not when the garbage collector gets to it: until the release
                 # reaches the scheduler, a worker holds the result and cannot be retired.

@@ -18,6 +18,7 @@ Exit codes
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -363,8 +364,12 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
             model = GaussianMixture(**cfg.model.model_dump())
             model._validate_params()
             model._check_initial_parameters(X.shape[1])
+        from .progress import FitProgress, bars_wanted
+
         timing = _EMTiming()
-        callbacks = [ProgressLog(sys.stderr, log_format), timing]
+        bars = FitProgress(model.max_iter) if bars_wanted(log_format) else None
+        # On a terminal the bars show the iterations; in logs, one line each.
+        callbacks = [bars or ProgressLog(sys.stderr, log_format), timing]
         if cfg.checkpoint is not None:
             callbacks.append(Checkpoint(cfg.checkpoint.path, cfg.checkpoint.interval))
         _log(log_format, "start", data=cfg.data.path, n_samples=X.shape[0], n_features=X.shape[1],
@@ -388,8 +393,9 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
                                         NonFiniteError), \
                     _phase(EXIT_DATA, CheckpointDataError), _phase(EXIT_CONFIG, CheckpointParamsError), \
                     _phase(EXIT_OUTPUT, ModelFileError):
-                model.fit(X, sample_weight=weights, callbacks=callbacks,
-                          resume_from=cfg.checkpoint.path if resume else None)
+                with bars.watching() if bars else contextlib.nullcontext():
+                    model.fit(X, sample_weight=weights, callbacks=callbacks,
+                              resume_from=cfg.checkpoint.path if resume else None)
         seconds = time.perf_counter() - started
         with _data_errors():
             bic = model.information_criteria(X, weights)["bic"]
@@ -492,10 +498,13 @@ def predict(config, overrides, model_path, data_path, array, out, probabilities,
     pick = lambda flag, key: flag if flag is not None else (getattr(cfg.output, key) if cfg else False)  # noqa: E731
     with _output_errors():  # before any work
         check_writable(out, pick(overwrite, "overwrite"))
-    with _cluster_errors(), connect(_cluster_of(cfg)):
+    with _cluster_errors(), connect(_cluster_of(cfg)) as client:
         model, X = _load_model_and_data(cfg, model_path, data_path, array, _LOG_FORMAT["value"])
         started = time.perf_counter()
-        with _data_errors(), _output_errors():
+        from .progress import bars_wanted, task_bar
+
+        with _data_errors(), _output_errors(), \
+                task_bar("predict", bars_wanted(_LOG_FORMAT["value"]) and client is None):
             write_predictions(model, X, out, probabilities=pick(probabilities, "probabilities"),
                               log_likelihood=pick(log_likelihood, "log_likelihood"),
                               overwrite=pick(overwrite, "overwrite"),
@@ -609,7 +618,14 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
         started = time.perf_counter()
         with _convergence_reported():
             with _data_errors(), _phase(EXIT_FIT, DegenerateComponentError, NonFiniteError):
-                fit_many(models, X, sample_weight=weights)
+                from .progress import FitProgress, bars_wanted
+
+                if bars_wanted(log_format):
+                    bars = FitProgress(max(m.max_iter for m in models), n_models=len(models))
+                    with bars.watching():
+                        fit_many(models, X, sample_weight=weights, callbacks=[bars])
+                else:
+                    fit_many(models, X, sample_weight=weights)
                 scores = information_criteria_many(models, X, weights)
         seconds = round(time.perf_counter() - started, 3)
         for model, score in zip(models, scores, strict=True):
@@ -684,10 +700,12 @@ def make_data(path, n_samples, n_features, n_components, separation, offset, dty
     from .synthetic import make_mixture_zarr
 
     started = time.perf_counter()
-    with _output_errors():
+    from .progress import bars_wanted, row_bar
+
+    with _output_errors(), row_bar("make-data", n_samples, bars_wanted(_LOG_FORMAT["value"])) as rows:
         make_mixture_zarr(path, n_samples, n_features, n_components, separation=separation,
                           offset=offset, dtype=dtype, chunk_rows=chunk_rows, seed=seed,
-                          overwrite=overwrite)
+                          overwrite=overwrite, progress=rows)
     click.echo(f"Wrote {n_samples:,} x {n_features} ({dtype}) to {path} in "
                f"{time.perf_counter() - started:.1f} s")
 

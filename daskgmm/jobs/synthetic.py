@@ -9,8 +9,10 @@ the data, and every chunk carries a checksum.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -100,6 +102,7 @@ def make_mixture_zarr(
     chunk_rows: int = 100_000,
     seed: int = 0,
     overwrite: bool = False,
+    progress: Callable[[int], Any] | None = None,
 ) -> Path:
     """Write a synthetic Gaussian mixture to a Zarr group, chunk by chunk.
 
@@ -128,6 +131,8 @@ def make_mixture_zarr(
     overwrite : bool
         Replace an existing data set at ``path``; otherwise refuse with
         :class:`daskgmm.exceptions.OutputExistsError` (a ``FileExistsError``).
+    progress : callable, optional
+        Called with the number of rows of each chunk once it is written.
 
     Returns
     -------
@@ -156,4 +161,6 @@ def make_mixture_zarr(
             rows, lab = draw_rows(spec, stop - start, np.random.default_rng([seed, i]))
             X[start:stop] = (rows + offset).astype(dtype)
             labels[start:stop] = lab
+            if progress is not None:
+                progress(stop - start)
     return Path(absolute_path(path))
