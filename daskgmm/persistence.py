@@ -770,8 +770,8 @@ def _read_validated(path: str | os.PathLike) -> tuple[dict, dict, ModelFile]:
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         # numpy's own message for a pickle suggests allow_pickle=True, which would run
         # the file's code: say what the file is instead.
-        reason = ("it holds pickled Python objects, which model files never do"
-                  if "pickle" in str(exc) else str(exc))
+        reason = ("it is neither an .npz nor an .npy file (numpy could read it only as a "
+                  "pickle, which a model file never is)" if "pickle" in str(exc) else str(exc))
         raise ModelFileError(
             f"{str(path)!r} is not a daskgmm model file (an .npz archive written by "
             f"daskgmm.save_model or `daskgmm fit`): {reason}.") from None

@@ -44,7 +44,7 @@ def test_a_pickle_is_not_a_model_file_and_no_allow_pickle_hint_is_relayed(tmp_pa
     np.save(bogus, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     code, _, err = invoke(["info", bogus], capsys)
     assert code != 0 and code != 1  # an expected error, not a crash
-    assert "is not a daskgmm model file" in err and "pickled" in err
+    assert "is not a daskgmm model file" in err and "neither an .npz nor an .npy file" in err
     assert "allow_pickle" not in err
     plain = tmp_path / "plain.npz"
     plain.write_bytes(pickle.dumps({"a": 1}))

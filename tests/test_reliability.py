@@ -82,10 +82,10 @@ def test_bad_model_files_get_a_clear_error(tmp_path, damage):
     path = save_model(model, tmp_path / "m.npz")
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[:200])
-        match = "not a readable daskgmm model"
+        match = "is not a daskgmm model file .*: File is not a zip file"
     elif damage == "not-a-zip":
         path.write_text("hello")
-        match = "not a readable daskgmm model"
+        match = "is not a daskgmm model file .*: it is neither an .npz nor an .npy file"
     else:
         with zipfile.ZipFile(path) as z:
             arrays = {n[:-4]: np.load(z.open(n)) for n in z.namelist()}
