@@ -80,6 +80,13 @@ def test_fit_writes_only_strict_json_with_null_for_the_first_change(job, capsys)
     assert iterations[0]["change"] is None  # was the token Infinity
     assert all(math.isfinite(e["log_likelihood"]) for e in iterations)
     assert events[-1]["event"] == "summary"
+    passes = [e for e in events if e["event"] == "pass"]
+    assert [e["phase"] for e in passes[:3]] == ["init"] * 3  # init_params='kmeans': 3 passes
+    assert [e["number"] for e in passes] == list(range(1, len(passes) + 1))
+    em = [e for e in passes if e["phase"] == "em"]
+    assert len(em) == len(iterations)  # one pass per EM iteration
+    first_iteration = events.index(iterations[0])
+    assert all(events.index(e) < first_iteration for e in passes[:3])  # before EM starts
 
 
 def test_an_error_is_a_json_event_with_its_exit_code(tmp_path, capsys):

@@ -393,7 +393,8 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
                                         NonFiniteError), \
                     _phase(EXIT_DATA, CheckpointDataError), _phase(EXIT_CONFIG, CheckpointParamsError), \
                     _phase(EXIT_OUTPUT, ModelFileError):
-                with bars.watching() if bars else contextlib.nullcontext():
+                with bars.watching() if bars else contextlib.nullcontext(), \
+                        _pass_events(log_format):
                     model.fit(X, sample_weight=weights, callbacks=callbacks,
                               resume_from=cfg.checkpoint.path if resume else None)
         seconds = time.perf_counter() - started
@@ -409,6 +410,27 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
          model=cfg.output.model)
     if fail_on_no_convergence and not model.converged_:
         raise JobError(f"EM did not converge in {model.n_iter_} iterations.", EXIT_FIT)
+
+
+@contextmanager
+def _pass_events(log_format: str):
+    """In JSON logs, a ``pass`` event after each pass over the data: its name, its phase
+    (``init`` for the initialisation's, ``em`` for EM's, ``other``) and its number."""
+    if log_format != "json":
+        yield
+        return
+    from .._passes import watch_passes
+
+    count = {"n": 0}
+
+    def event(name: str) -> None:
+        count["n"] += 1
+        phase = ("init" if name.startswith("gmm-init") else
+                 "em" if name == "gmm-estep" else "other")
+        _log("json", "pass", name=name, phase=phase, number=count["n"])
+
+    with watch_passes(event):
+        yield
 
 
 class _EMTiming:
@@ -625,7 +647,8 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
                     with bars.watching():
                         fit_many(models, X, sample_weight=weights, callbacks=[bars])
                 else:
-                    fit_many(models, X, sample_weight=weights)
+                    with _pass_events(log_format):
+                        fit_many(models, X, sample_weight=weights)
                 scores = information_criteria_many(models, X, weights)
         seconds = round(time.perf_counter() - started, 3)
         for model, score in zip(models, scores, strict=True):
