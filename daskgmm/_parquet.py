@@ -43,8 +43,12 @@ def parquet_files(path: str, storage_options: dict[str, Any] | None = None) -> l
     if not fs.exists(root):
         raise FileNotFoundError(f"No Parquet file or folder at {path!r}.")
     if fs.isdir(root):
-        files = sorted(f for f in fs.find(root) if f.endswith((".parquet", ".parq", ".pq"))
-                       and not os.path.basename(f).startswith(("_", ".")))
+        def hidden(file: str) -> bool:  # _SUCCESS, _temporary/..., .crc: not data
+            below = file[len(root.rstrip("/")):].strip("/").split("/")
+            return any(part.startswith(("_", ".")) for part in below)
+
+        files = sorted(f for f in fs.find(root)
+                       if f.endswith((".parquet", ".parq", ".pq")) and not hidden(f))
         if not files:
             raise FileNotFoundError(f"The folder {path!r} holds no *.parquet files.")
         return files
@@ -62,7 +66,12 @@ def read_row_groups(part: RowGroups, columns: tuple[str, ...], storage_options: 
         table = pq.ParquetFile(handle).read_row_groups(list(part.groups), columns=list(columns))
     block = np.empty((table.num_rows, len(columns)), dtype=np.float64)
     for j, name in enumerate(columns):
-        block[:, j] = table.column(name).to_numpy(zero_copy_only=False)
+        column = table.column(name)
+        if column.null_count:
+            raise ValueError(
+                f"{part.file}: column {name!r} has {column.null_count} null value(s) in row "
+                f"groups {list(part.groups)}; daskgmm fits complete rows only.")
+        block[:, j] = column.to_numpy(zero_copy_only=False)
     if block.shape[0] != part.rows:
         raise ValueError(f"{part.file}: row groups {part.groups} hold {block.shape[0]} rows, "
                          f"{part.rows} by the file's footer: the file changed while being read.")
@@ -79,8 +88,8 @@ def open_parquet(path: str | os.PathLike, columns: list[str] | None = None, *,
         A Parquet file, or a folder of them (read in name order); a local
         path (made absolute here, for the workers) or an fsspec URL.
     columns : list of str, optional
-        The features, in this order. None: every column, which must then all
-        be numeric.
+        The features, in this order. None: every column but a pandas index
+        stored with the data; they must then all be numeric.
     chunk_rows : int, default=262,144
         Consecutive row groups of one file are put in one chunk until it
         would exceed this many rows; a larger row group is a chunk of its own.
@@ -101,6 +110,11 @@ def open_parquet(path: str | os.PathLike, columns: list[str] | None = None, *,
         A column not in the files (the message lists theirs).
     TypeError
         A column that is not numeric or boolean (named, with its type).
+
+    Notes
+    -----
+    A null in a feature column fails the chunk's task with a ``ValueError``
+    naming the file, column and row groups.
     ValueError
         Files whose columns differ, or no rows.
     """
@@ -122,7 +136,10 @@ def open_parquet(path: str | os.PathLike, columns: list[str] | None = None, *,
             meta = pq.ParquetFile(handle)
             schema = meta.schema_arrow
             row_groups = [meta.metadata.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        names = tuple(columns) if columns is not None else tuple(schema.names)
+        index = set((schema.pandas_metadata or {}).get("index_columns", []) if schema.metadata
+                    and b"pandas" in schema.metadata else [])
+        names = (tuple(columns) if columns is not None
+                 else tuple(n for n in schema.names if n not in index))  # not the pandas index
         missing = [c for c in names if c not in schema.names]
         if missing:
             raise KeyError(f"{file}: no column {missing[0]!r}; its columns are {schema.names}.")

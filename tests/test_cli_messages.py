@@ -25,7 +25,7 @@ def test_a_group_of_several_arrays_asks_for_data_array_or_the_array_option(tmp_p
     group.create_array("b", data=np.zeros((10, 2)))
     code, _, err = invoke(["fit", _config(tmp_path, {"path": str(tmp_path / "g.zarr")})], capsys)
     assert code == 3
-    assert "set data.array in the config, or --array" in err
+    assert "set data.array in the config (--set data.array=NAME" in err
     assert "name the one to use" not in err
 
 

@@ -185,3 +185,26 @@ def test_the_summary_separates_initialisation_from_em_and_a_resume_says_where(jo
     code, _, err = invoke(["fit", job, "--resume", "--overwrite"], capsys)
     assert code == 0, err
     assert f"resuming from iteration 2 ({tmp_path / 'ckpt.npz'})" in err
+
+
+def test_n_init_candidates_count_each_iteration_once(job, capsys):
+    code, _, err = invoke(["fit", job, "--log-format", "json", "--set", "model.n_init=3",
+                           "--set", "model.init_params=random_from_data", "--overwrite"], capsys)
+    assert code == 0, err
+    events = _events(err)
+    iterations = [e for e in events if e["event"] == "iteration"]
+    (summary,) = [e for e in events if e["event"] == "summary"]
+    # Three candidates share each pass: their callbacks come three times per iteration.
+    assert summary["iterations_run"] == max(e["iteration"] for e in iterations)
+    assert len(iterations) > summary["iterations_run"]
+
+
+def test_a_local_cluster_announces_its_dashboard_as_a_json_event(job, capsys):
+    code, _, err = invoke(["fit", job, "--log-format", "json", "--overwrite",
+                           "--set", "cluster.kind=local", "--set", "cluster.n_workers=1",
+                           "--set", "cluster.memory_limit=1GiB"], capsys)
+    assert code == 0, err
+    events = _events(err)  # every line JSON: the dashboard line too
+    (dashboard,) = [e for e in events if e["event"] == "dashboard"]
+    assert dashboard["serving"] is True and dashboard["url"].startswith("http")
+    assert dashboard["problem"] is None

@@ -111,3 +111,37 @@ def test_the_command_names_bad_columns_and_unsupported_paths(data, tmp_path, cap
     code, _, err = invoke(["fit", config], capsys)
     assert code == 3
     assert "is not a Zarr array or group" in err and "Parquet" in err
+
+
+def test_nulls_temporary_files_and_the_weight_column_are_not_taken_for_data(tmp_path, capsys):
+    X = mixture_data(n_per_component=100, n_features=2, n_components=2)
+    folder = tmp_path / "d.parquet"
+    (folder / "_temporary" / "0").mkdir(parents=True)
+    _write(folder / "part-0.parquet", X, 50, {"w": np.ones(len(X))})
+    _write(folder / "_temporary" / "0" / "part-0.parquet", X[:10] * 0, 10)  # a dead job's
+    assert open_parquet(folder, ["f0", "f1"]).shape == (200, 2)
+    # A pandas index stored with the data is not a feature.
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=["a", "b"], index=pd.RangeIndex(200) + 7)
+    frame.index.name = "row"
+    frame.to_parquet(tmp_path / "indexed.parquet", index=True)
+    assert open_parquet(tmp_path / "indexed.parquet").shape == (200, 2)
+    # A null is named, not read as NaN.
+    with_null = pa.table({"f0": pa.array([1.0, None, 3.0]), "f1": pa.array([1, 2, 3])})
+    pq.write_table(with_null, tmp_path / "null.parquet")
+    with pytest.raises(ValueError, match=r"column 'f0' has 1 null value"):
+        open_parquet(tmp_path / "null.parquet").compute()
+    # The weight column needs data.columns, lest it be a feature too.
+    config = tmp_path / "w.yaml"
+    config.write_text(yaml.safe_dump({"data": {"path": str(folder), "sample_weight": "w"},
+                                      "output": {"model": str(tmp_path / "m.npz")}}))
+    code, _, err = invoke(["fit", config], capsys)
+    assert code == 2 and "give data.columns too" in err
+    config.write_text(yaml.safe_dump({
+        "data": {"path": str(folder), "sample_weight": "w", "columns": ["f0", "f1"],
+                 "chunk_rows": 64},  # the weights follow X's rechunking
+        "model": {"n_components": 2, "random_state": 0},
+        "output": {"model": str(tmp_path / "m.npz")}}))
+    code, _, err = invoke(["fit", config], capsys)
+    assert code == 0, err

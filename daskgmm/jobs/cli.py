@@ -50,8 +50,9 @@ class JobError(click.ClickException):
 _IN_THE_COMMANDS_WORDS = (
     ("Pass allow_missing_chunks=True if",
      "Set data.allow_missing_chunks: true in the config (--set data.allow_missing_chunks=true) if"),
-    ("; name the one to use.", "; set data.array in the config, or --array."),
-    ("overwrite=True", "--overwrite"),
+    ("; name the one to use.",
+     "; set data.array in the config (--set data.array=NAME; --array for predict, score, "
+     "check and report)."),
 )
 
 
@@ -131,13 +132,18 @@ def _data_format(path: str, data_format: str = "auto") -> str:
 def _open_data(path: str, array: str | None, chunk_rows: int | None = None,
                allow_missing_chunks: bool = False, storage_options: dict | None = None,
                log_format: str = "text", data_format: str = "auto",
-               columns: list[str] | None = None):
+               columns: list[str] | None = None, weight_column: str | None = None):
     """The data as a validated row-chunked dask array (one warning if no checksum guards it)."""
     from .._data import as_dataset
     from .._zarr import has_checksum, open_zarr_array
 
     if _data_format(path, data_format) == "parquet":
         from .._parquet import open_parquet
+
+        if weight_column is not None and columns is None:
+            raise JobError(f"data.sample_weight is the column {weight_column!r}: give "
+                           "data.columns too, so that the weights are not also a feature.",
+                           EXIT_CONFIG)
 
         with _data_errors():
             data = as_dataset(open_parquet(path, columns, **(storage_options or {})))
@@ -157,7 +163,7 @@ def _open_config_data(cfg, log_format: str):
     """The config's data (``data.*``), as :func:`_open_data` opens them."""
     return _open_data(cfg.data.path, cfg.data.array, cfg.data.chunk_rows,
                       cfg.data.allow_missing_chunks, cfg.data.storage_options, log_format,
-                      cfg.data.format, cfg.data.columns)
+                      cfg.data.format, cfg.data.columns, cfg.data.sample_weight)
 
 
 @contextmanager
@@ -251,7 +257,7 @@ def _open_weights(cfg, X):
 
             # A column of the same files: its chunks are the same row groups as X's.
             return open_parquet(cfg.data.path, [cfg.data.sample_weight],
-                                **cfg.data.storage_options)[:, 0]
+                                **cfg.data.storage_options)[:, 0].rechunk({0: X.chunks[0]})
         return open_sample_weight(cfg.data.path, cfg.data.sample_weight, X.chunks[0],
                                   **cfg.data.storage_options)
 
@@ -357,7 +363,7 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
             _log(log_format, "resume", from_iteration=done, checkpoint=cfg.checkpoint.path)
         else:
             click.echo(f"resuming from iteration {done} ({cfg.checkpoint.path})", err=True)
-    with _cluster_errors(), connect(cfg.cluster) as client:
+    with _cluster_errors(), connect(cfg.cluster, announce=_announce_dashboard) as client:
         X = _open_config_data(cfg, log_format)
         weights = _open_weights(cfg, X)
         with _phase(EXIT_CONFIG, ValueError, TypeError):
@@ -367,7 +373,7 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
         from .progress import FitProgress, bars_wanted
 
         timing = _EMTiming()
-        bars = FitProgress(model.max_iter) if bars_wanted(log_format) else None
+        bars = FitProgress(_em_steps(model, X)) if bars_wanted(log_format) else None
         # On a terminal the bars show the iterations; in logs, one line each.
         callbacks = [bars or ProgressLog(sys.stderr, log_format), timing]
         if cfg.checkpoint is not None:
@@ -426,11 +432,22 @@ def _pass_events(log_format: str):
     def event(name: str) -> None:
         count["n"] += 1
         phase = ("init" if name.startswith("gmm-init") else
-                 "em" if name == "gmm-estep" else "other")
+                 "em" if name in ("gmm-estep", "gmm-online-estep") else "other")
         _log("json", "pass", name=name, phase=phase, number=count["n"])
 
     with watch_passes(event):
         yield
+
+
+def _em_steps(model, X) -> int:
+    """The most EM steps the fit can take: ``max_iter``, or online EM's batches x passes."""
+    if model.algorithm != "online":
+        return int(model.max_iter)
+    if model.batch_size == "auto":  # the data's own row chunks
+        batches = len(X.chunks[0])
+    else:
+        batches = -(-X.shape[0] // int(model.batch_size))
+    return int(model.online_passes * batches)
 
 
 class _EMTiming:
@@ -441,12 +458,20 @@ class _EMTiming:
     """
 
     def __init__(self) -> None:
-        self.iterations = 0
-        self.seconds = 0.0
+        # By iteration number: with n_init candidates fitted together, each pass's
+        # callback comes once per candidate, with the same seconds.
+        self._seconds: dict[int, float] = {}
 
     def __call__(self, info) -> None:
-        self.iterations += 1
-        self.seconds += info.seconds
+        self._seconds[info.n_iter] = info.seconds
+
+    @property
+    def iterations(self) -> int:
+        return len(self._seconds)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self._seconds.values())
 
 
 def _resolve(config, overrides, model_path, data_path, array):
@@ -520,7 +545,7 @@ def predict(config, overrides, model_path, data_path, array, out, probabilities,
     pick = lambda flag, key: flag if flag is not None else (getattr(cfg.output, key) if cfg else False)  # noqa: E731
     with _output_errors():  # before any work
         check_writable(out, pick(overwrite, "overwrite"))
-    with _cluster_errors(), connect(_cluster_of(cfg)) as client:
+    with _cluster_errors(), connect(_cluster_of(cfg), announce=_announce_dashboard) as client:
         model, X = _load_model_and_data(cfg, model_path, data_path, array, _LOG_FORMAT["value"])
         started = time.perf_counter()
         from .progress import bars_wanted, task_bar
@@ -556,7 +581,7 @@ def score(config, overrides, model_path, data_path, array, log_format):
     from .cluster import connect
 
     cfg, model_path, data_path, array = _resolve(config, overrides, model_path, data_path, array)
-    with _cluster_errors(), connect(_cluster_of(cfg)):
+    with _cluster_errors(), connect(_cluster_of(cfg), announce=_announce_dashboard):
         model, X = _load_model_and_data(cfg, model_path, data_path, array, log_format)
         with _data_errors():
             criteria = model.information_criteria(X, _open_weights(cfg, X))
@@ -624,7 +649,7 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
             if output:
                 check_writable(output, overwrite)
     rows, best = [], None
-    with _cluster_errors(), connect(cfg.cluster):
+    with _cluster_errors(), connect(cfg.cluster, announce=_announce_dashboard):
         X = _open_config_data(cfg, log_format)
         weights = _open_weights(cfg, X)
         from ..estimator import fit_many
@@ -919,12 +944,22 @@ def report(model_path, data_path, array, out_dir, n_sample, overwrite):
             written.append(plots.plot_selection(summary["selection"], targets["selection"],
                                                 overwrite=overwrite))
     if data_path:
-        X = _open_data(data_path, array)
+        X = _open_data(data_path, array, log_format=_LOG_FORMAT["value"])
         with _data_errors(), _phase(EXIT_OUTPUT, FileExistsError):
             written.append(plots.plot_projection(model, X, targets["projection"], n_sample,
                                                  overwrite=overwrite))
     for path in written:
         click.echo(f"Wrote {path}")
+
+
+def _announce_dashboard(link: str, problem: str | None) -> None:
+    """The dashboard's address when it serves, or why not: a line, or a JSON ``dashboard`` event."""
+    if _LOG_FORMAT["value"] == "json":
+        _log("json", "dashboard", url=link, serving=problem is None, problem=problem)
+    elif problem is None:
+        click.echo(f"Dask dashboard: {link} (while this command runs)", err=True)
+    else:
+        click.echo(f"Dask dashboard: not available at {link}: {problem}", err=True)
 
 
 def _report_error(message: str, exit_code: int, **fields) -> None:

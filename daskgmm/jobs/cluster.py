@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from ..exceptions import ClusterConnectionError
@@ -129,7 +129,8 @@ def _scheduler_client(config: ClusterConfig, timeout: str):
 
 @contextlib.contextmanager
 def connect(config: ClusterConfig, log: TextIO | None = None,
-            timeout: str | None = None) -> Iterator[object | None]:
+            timeout: str | None = None,
+            announce: Callable[[str, str | None], None] | None = None) -> Iterator[object | None]:
     """Yield a ``distributed.Client`` (or None for the embedded default) for the job.
 
     Clusters started here are closed on exit; a running scheduler is only
@@ -143,6 +144,9 @@ def connect(config: ClusterConfig, log: TextIO | None = None,
     timeout : str, optional
         How long to try to reach a running scheduler (default:
         :func:`connect_timeout`).
+    announce : callable, optional
+        Called as ``announce(link, problem)`` with the dashboard's address and
+        why it does not serve (None if it does), instead of printing to ``log``.
 
     Yields
     ------
@@ -176,17 +180,21 @@ def connect(config: ClusterConfig, log: TextIO | None = None,
             cluster.scale(jobs=config.jobqueue.jobs)
             client = stack.enter_context(Client(cluster))
         link = client.dashboard_link
-        if link and dashboard_serves(link):
-            print(f"Dask dashboard: {link} (while this command runs)", file=log or sys.stderr,
-                  flush=True)
-        elif link:
-            print("Dask dashboard: not served (it needs bokeh>=3.1 where the scheduler runs: "
-                  "pip install 'daskgmm[dashboard]')", file=log or sys.stderr, flush=True)
+        if link:
+            why_not = dashboard_problem(link)
+            if announce is not None:
+                announce(link, why_not)
+            elif why_not is None:
+                print(f"Dask dashboard: {link} (while this command runs)", file=log or sys.stderr,
+                      flush=True)
+            else:
+                print(f"Dask dashboard: not available at {link}: {why_not}",
+                      file=log or sys.stderr, flush=True)
         yield client
 
 
-def dashboard_serves(link: str, timeout: float = 5.0) -> bool:
-    """Whether the dashboard at ``link`` answers with a page (not dask's "needs bokeh" text).
+def dashboard_problem(link: str, timeout: float = 5.0) -> str | None:
+    """Why the dashboard at ``link`` does not serve its page, or None if it does.
 
     Parameters
     ----------
@@ -197,17 +205,28 @@ def dashboard_serves(link: str, timeout: float = 5.0) -> bool:
 
     Returns
     -------
-    bool
+    str or None
+        None when the page serves; otherwise what is wrong: dask's "needs
+        bokeh" page (with the extra to install), or no answer from here.
     """
     import urllib.error
     import urllib.request
 
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the scheduler's host
     try:
-        with urllib.request.urlopen(link, timeout=timeout) as response:  # noqa: S310 (http only)
+        with opener.open(link, timeout=timeout) as response:
             body = response.read(65536)
-            return response.status == 200 and b"needs bokeh" not in body
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"no answer from here ({exc})"
+    if b"needs bokeh" in body:
+        return ("it needs bokeh>=3.1 where the scheduler runs: "
+                "pip install 'daskgmm[dashboard]'")
+    return None
+
+
+def dashboard_serves(link: str, timeout: float = 5.0) -> bool:
+    """Whether the dashboard at ``link`` answers with its page (see :func:`dashboard_problem`)."""
+    return dashboard_problem(link, timeout) is None
 
 
 # dask's nanny starts its workers with MALLOC_TRIM_THRESHOLD_=65536, so that freed
