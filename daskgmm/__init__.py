@@ -36,6 +36,7 @@ _PUBLIC = {
     "WorkerLostError": ".exceptions",
     "fit_many": ".estimator",
     "load_model": ".estimator",
+    "open_npy": "._npy",
     "open_parquet": "._parquet",
     "open_zarr_array": "._zarr",
     "save_model": ".estimator",
@@ -64,6 +65,7 @@ __all__ = [
     "WorkerLostError",
     "fit_many",
     "load_model",
+    "open_npy",
     "open_parquet",
     "open_zarr_array",
     "save_model",
@@ -72,6 +74,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ._em import IterationInfo
+    from ._npy import open_npy
     from ._parquet import open_parquet
     from ._zarr import open_zarr_array
     from .callbacks import ProgressLog

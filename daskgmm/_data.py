@@ -172,7 +172,8 @@ def as_dataset(
     ----------
     X : array-like, dask.array.Array, zarr.Array, dask DataFrame, xarray.DataArray, str or os.PathLike
         The data. A string or path is opened as a Zarr array (or the array
-        ``name`` of a Zarr group). A dask DataFrame and a dask-backed xarray
+        ``name`` of a Zarr group), or, ending in ``.npy``, as a memory-mapped
+        ``.npy`` file (:func:`daskgmm.open_npy`). A dask DataFrame and a dask-backed xarray
         DataArray become dask arrays with their partitions or chunks as row
         chunks (:func:`container_array`), never gathered.
     chunk_size : int or 'auto'
@@ -194,7 +195,12 @@ def as_dataset(
         :func:`input_is_lazy`), or an object that is not an array.
     """
     if isinstance(X, (str, os.PathLike)):
-        X = open_zarr_array(X, name)
+        from ._npy import NPY_SUFFIX, open_npy
+
+        if os.fspath(X).endswith(NPY_SUFFIX) and "://" not in os.fspath(X):
+            X = open_npy(X)
+        else:
+            X = open_zarr_array(X, name)
     if isinstance(X, zarr.Array):
         X = with_absolute_store(X)  # the client's path, whatever the workers' directory
         _check_shape(X.shape, "the Zarr array")

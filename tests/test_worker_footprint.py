@@ -11,7 +11,7 @@ import pytest
 
 WORKER_MODULES = ["daskgmm._em", "daskgmm._init", "daskgmm._passes", "daskgmm._predict",
                   "daskgmm._online", "daskgmm._zarr", "daskgmm._block_checks",
-                  "daskgmm._parquet"]
+                  "daskgmm._parquet", "daskgmm._npy"]
 
 # Imported by a worker only for the library's own tasks, they would cost it
 # ~160 MiB of its memory limit: scikit-learn ~60, dask.array with pandas and

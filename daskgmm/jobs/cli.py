@@ -126,7 +126,9 @@ PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 def _data_format(path: str, data_format: str = "auto") -> str:
     if data_format != "auto":
         return data_format
-    return "parquet" if str(path).rstrip("/").endswith(PARQUET_SUFFIXES) else "zarr"
+    if str(path).rstrip("/").endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return "npy" if str(path).endswith(".npy") else "zarr"
 
 
 def _open_data(path: str, array: str | None, chunk_rows: int | None = None,
@@ -147,6 +149,11 @@ def _open_data(path: str, array: str | None, chunk_rows: int | None = None,
 
         with _data_errors():
             data = as_dataset(open_parquet(path, columns, **(storage_options or {})))
+    elif _data_format(path, data_format) == "npy":
+        from .._npy import open_npy
+
+        with _data_errors():
+            data = as_dataset(open_npy(path))
     else:
         with _data_errors(), _metadata_file_named(path, array), _not_zarr(path):
             zarr_array = open_zarr_array(path, array, **(storage_options or {}))
@@ -174,9 +181,10 @@ def _not_zarr(path: str):
     except FileNotFoundError as exc:
         if "://" not in str(path) and os.path.exists(path):
             raise JobError(
-                f"{path!r} is not a Zarr array or group. daskgmm reads Zarr (data.format: zarr) "
-                "and Parquet files or folders of them (data.format: parquet, with data.columns; "
-                f"a path ending in {', '.join(PARQUET_SUFFIXES)} is taken for Parquet).",
+                f"{path!r} is not a Zarr array or group. daskgmm reads Zarr (data.format: zarr), "
+                "Parquet files or folders of them (data.format: parquet, with data.columns; "
+                f"a path ending in {', '.join(PARQUET_SUFFIXES)} is taken for Parquet) and 2-D "
+                ".npy files (data.format: npy, or a path ending in .npy).",
                 EXIT_DATA) from exc
         raise
 

@@ -35,7 +35,7 @@ class DataConfig(_Section):
     """Where the data are."""
 
     path: str = Field(description="Zarr store or Parquet file/folder: a local path or an fsspec URL")
-    format: Literal["auto", "zarr", "parquet"] = Field(default="auto", description="auto: parquet for a path ending in .parquet, .parq or .pq, else zarr")
+    format: Literal["auto", "zarr", "parquet", "npy"] = Field(default="auto", description="auto: parquet for a path ending in .parquet, .parq or .pq, npy for .npy, else zarr")
     array: str | None = Field(default=None, description="array inside the Zarr group (None: the path is the array, or the group's only array)")
     columns: list[str] | None = Field(default=None, description="Parquet: the feature columns, in order (None: every column, all numeric)")
     sample_weight: str | None = Field(default=None, description="array in the same Zarr group (Parquet: a column) with one non-negative weight per row (None: unit weights)")
