@@ -42,6 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench  # noqa: E402  (exact peak memory of the workers: VmHWM)
+
 D, K, CHUNK_ROWS = 16, 8, 32_768  # 4 MiB float64 chunks
 SEED = 0
 
@@ -107,30 +111,25 @@ def _peak_rss_mib() -> float:
 def run_daskgmm(args) -> dict:
     from distributed import Client
 
-    from daskgmm import GaussianMixture, _passes, open_zarr_array
+    from daskgmm import GaussianMixture, open_zarr_array
+    from daskgmm._passes import watch_passes
     from daskgmm.jobs.cluster import local_cluster
 
     passes: Counter[str] = Counter()
-    original = _passes.compute_pass
 
-    def counting(graph, name):
+    def count(name: str) -> None:
         passes["init" if name.startswith("gmm-init") else "em"] += 1
-        return original(graph, name)
-
-    for module in list(sys.modules.values()):
-        if getattr(module, "__name__", "").startswith("daskgmm") and \
-                getattr(module, "compute_pass", None) is original:
-            module.compute_pass = counting  # type: ignore[attr-defined]
 
     with local_cluster(n_workers=args.workers, threads_per_worker=1,
                        memory_limit=args.worker_memory_mib * 2**20,
                        dashboard_address=None) as cluster, Client(cluster) as client:
-        client.run(_reset_peak)
+        client.run(bench._start_peak_sampler)
         model = GaussianMixture(K, covariance_type="full", random_state=SEED, persist=False)
         started = time.perf_counter()
-        model.fit(open_zarr_array(args.zarr, "X"))
+        with watch_passes(count):
+            model.fit(open_zarr_array(args.zarr, "X"))
         seconds = time.perf_counter() - started
-        peaks = client.run(_peak)
+        peaks = client.run(bench._stop_peak_sampler)
     return {"library": "daskgmm", "rows_fitted": args.rows,
             "init_passes": passes["init"], "em_passes": passes["em"],
             "passes": passes["init"] + passes["em"], "iterations": int(model.n_iter_),
@@ -138,19 +137,6 @@ def run_daskgmm(args) -> dict:
             "peak_rss_mib": max(peaks.values()) / 2**20,
             "weights": model.weights_.tolist(), "means": model.means_.tolist(),
             "covariances": model.covariances_.tolist()}
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-
-
-def _peak() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def run_spark(args) -> dict:

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import socket
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def predicted_labels(store: str | Path) -> np.ndarray:
+    """The ``labels`` a ``predict`` wrote to the Zarr group ``store``."""
+    import zarr
+
+    return np.asarray(zarr.open_array(str(store), path="labels", mode="r")[:])
+
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import zarr
 from daskgmm import load_model
 from daskgmm.persistence import read_model_file
 
-from .conftest import invoke
+from .conftest import free_port, invoke
 
 KILL_AFTER = Path(__file__).with_name("_kill_after.py")
 
@@ -293,14 +292,9 @@ def test_fit_killed_with_sigkill_resumes_to_the_identical_model(tmp_path, slow_j
         np.testing.assert_array_equal(resumed[name], array, err_msg=name)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_fit_against_dask_scheduler_and_workers_started_by_the_dask_command(job, tmp_path, capsys):
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
     procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ import pytest
 import daskgmm
 from daskgmm.jobs.synthetic import make_mixture_zarr
 
-from .conftest import COVARIANCE_TYPES
+from .conftest import COVARIANCE_TYPES, free_port
 
 # Set for every command here: a failed connection ends by it. Generous, so that a
 # TLS handshake on a busy machine is never cut short; the dead-port test sets a
@@ -73,11 +72,6 @@ def write_job(folder: Path, store: Path, **sections) -> Path:
     path.write_text(json.dumps(job))  # JSON is YAML
     return path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------

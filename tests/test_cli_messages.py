@@ -9,7 +9,7 @@ import numpy as np
 import yaml
 import zarr
 
-from .conftest import invoke
+from .conftest import free_port, invoke
 
 
 def _config(tmp_path, data: dict) -> str:
@@ -136,7 +136,6 @@ def test_the_printed_dashboard_address_serves_the_dashboard():
 
 def test_a_dashboard_that_only_says_it_needs_bokeh_is_not_announced():
     import http.server
-    import socket
     import threading
 
     from daskgmm.jobs.cluster import dashboard_serves
@@ -158,7 +157,4 @@ def test_a_dashboard_that_only_says_it_needs_bokeh_is_not_announced():
         assert not dashboard_serves(f"http://127.0.0.1:{server.server_port}/status")
     finally:
         server.shutdown()
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    assert not dashboard_serves(f"http://127.0.0.1:{port}/status", timeout=2)
+    assert not dashboard_serves(f"http://127.0.0.1:{free_port()}/status", timeout=2)

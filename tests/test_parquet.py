@@ -12,7 +12,7 @@ import yaml
 
 from daskgmm import GaussianMixture, open_parquet
 
-from .conftest import invoke, mixture_data
+from .conftest import invoke, mixture_data, predicted_labels
 
 
 def _write(path, X, row_group_size: int, extra: dict | None = None) -> None:
@@ -91,10 +91,7 @@ def test_the_command_fits_and_predicts_parquet_with_columns_and_weights(data, tm
     np.testing.assert_allclose(np.sort(model.weights_), np.sort(expected.weights_), rtol=1e-6)
     code, _, err = invoke(["predict", config], capsys)
     assert code == 0, err
-    import zarr
-
-    labels = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["labels"][:]
-    np.testing.assert_array_equal(labels, model.predict(X))
+    np.testing.assert_array_equal(predicted_labels(tmp_path / "p.zarr"), model.predict(X))
 
 
 def test_the_command_names_bad_columns_and_unsupported_paths(data, tmp_path, capsys):

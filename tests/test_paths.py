@@ -8,7 +8,6 @@ would still exit 0: every local path is made absolute on the client first.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,8 @@ import zarr
 
 from daskgmm.jobs.synthetic import make_mixture_zarr
 from daskgmm.persistence import read_model_file
+
+from .conftest import free_port
 
 
 def _files(root: Path) -> dict[str, int]:
@@ -35,11 +36,6 @@ def _data_set(path: Path, seed: int, offset: float) -> None:
     group.create_array("w", data=weights, chunks=(500,))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _daskgmm(cwd: Path, *args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "daskgmm.jobs.cli", *map(str, args)], cwd=cwd,
@@ -54,7 +50,7 @@ def test_fit_and_predict_with_relative_paths_on_a_scheduler_and_worker_started_e
     _data_set(worker_dir / "data.zarr", seed=2, offset=50.0)  # the decoy, at the same relative path
     before = _files(worker_dir)
 
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     job = {"data": {"path": "data.zarr", "array": "X", "sample_weight": "w"},
            "model": {"n_components": 2, "random_state": 0},

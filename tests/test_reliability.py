@@ -21,7 +21,7 @@ from daskgmm._data import as_dataset
 from daskgmm.exceptions import CorruptChunkError, MissingChunksError
 from daskgmm.jobs.synthetic import make_mixture_zarr
 
-from .conftest import mixture_data
+from .conftest import free_port, mixture_data
 
 KILL_AFTER = Path(__file__).with_name("_kill_after.py")
 
@@ -237,13 +237,9 @@ def _assert_same_fit(model, reference):
 
 
 def test_killing_a_worker_started_by_the_dask_command(loss_store, undisturbed, tmp_path):
-    import socket
-
     from distributed import Client
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]

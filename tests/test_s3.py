@@ -8,7 +8,6 @@ installed, an s3:// path is a data error (exit 3) that names the extra to instal
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,22 +20,17 @@ import pytest
 import yaml
 import zarr
 
-from .conftest import invoke
+from .conftest import free_port, invoke, predicted_labels
 
 pytest.importorskip("s3fs", reason="the test extra installs s3fs")  # listed in [test]
 
 BUCKET = "gmm-data"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def s3_server():
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
                                "-p", str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
@@ -105,8 +99,7 @@ def test_fit_score_and_predict_read_s3_with_the_configs_storage_options(s3_data,
 
     code, _, err = invoke(["predict", config], capsys)
     assert code == 0, err
-    labels = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["labels"][:]
-    np.testing.assert_array_equal(labels, local.predict(X))
+    np.testing.assert_array_equal(predicted_labels(tmp_path / "p.zarr"), local.predict(X))
 
 
 def test_a_bucket_that_does_not_exist_is_a_data_error(s3_data, tmp_path, capsys):
