@@ -264,6 +264,10 @@ def atomic_write_bytes(
     Path
         The absolute destination.
     """
+    if is_url(path):  # a Path would make it a local name such as "s3:/bucket/..."
+        raise OutputNotWritableError(
+            f"{os.fspath(path)!r} is a URL; this file is written to local paths only."
+        )
     path = Path(absolute_path(path))
     check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)

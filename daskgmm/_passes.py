@@ -440,6 +440,8 @@ def _no_workers_message(name: str, timeout: float, watch: _WorkerWatch, workers:
 
 _pass_watchers: ContextVar[tuple[Callable[[str], None], ...]] = ContextVar(
     "daskgmm_pass_watchers", default=())
+_submission_watchers: ContextVar[tuple[Callable[[Any, str], None], ...]] = ContextVar(
+    "daskgmm_submission_watchers", default=())
 
 
 @contextlib.contextmanager
@@ -455,6 +457,22 @@ def watch_passes(callback: Callable[[str], None]) -> Iterator[None]:
         yield
     finally:
         _pass_watchers.reset(token)
+
+
+@contextlib.contextmanager
+def watch_submissions(callback: Callable[[Any, str], None]) -> Iterator[None]:
+    """Call ``callback(future, name)`` when a pass is sent to a distributed cluster in this block.
+
+    ``future`` is the pass's result on the cluster, ``name`` says which pass
+    (as for :func:`watch_passes`). For progress displays that follow the
+    cluster's tasks (``daskgmm predict``'s bar); passes on dask's local
+    scheduler are not reported here.
+    """
+    token = _submission_watchers.set((*_submission_watchers.get(), callback))
+    try:
+        yield
+    finally:
+        _submission_watchers.reset(token)
 
 
 def _passed(name: str) -> None:
@@ -491,6 +509,8 @@ def compute_pass(graph: Any, name: str) -> Any:
                 return result
             watch = _WorkerWatch(client)
             future = client.compute(graph)
+            for callback in _submission_watchers.get():
+                callback(future, name)
             try:
                 result = _wait(client, future, name, watch)
                 _passed(name)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import zarr
 
 from ._files import absolute_path
+from ._objectstore import missing_filesystem_message
 from .exceptions import CorruptChunkError, MissingChunksError
 
 if TYPE_CHECKING:  # dask.array (with pandas) stays out of the workers, which unpickle ZarrRowReader
@@ -137,18 +138,6 @@ def with_absolute_store(array: zarr.Array) -> zarr.Array:
                                  config=array._async_array.config))
 
 
-#: The extra of daskgmm that installs the fsspec filesystem of a URL scheme.
-URL_EXTRAS = {"s3": "s3", "s3a": "s3"}
-
-
-def _missing_filesystem_message(path: str, exc: ImportError) -> str:
-    scheme = path.split("://", 1)[0]
-    extra = URL_EXTRAS.get(scheme)
-    install = (f"pip install 'daskgmm[{extra}]'" if extra
-               else f"install the fsspec implementation for {scheme}:// URLs")
-    return f"Reading {path!r} needs a package that is not installed ({exc}): {install}."
-
-
 def open_zarr_array(path: str | os.PathLike, name: str | None = None, **storage_options: Any):
     """Open a Zarr array by path or URL, optionally an array ``name`` inside a group.
 
@@ -187,7 +176,7 @@ def open_zarr_array(path: str | os.PathLike, name: str | None = None, **storage_
     except FileNotFoundError:
         raise FileNotFoundError(f"No Zarr array or group at {str(path)!r}.") from None
     except ImportError as exc:  # fsspec's: the URL's filesystem package is missing
-        raise ImportError(_missing_filesystem_message(str(path), exc)) from exc
+        raise ImportError(missing_filesystem_message(str(path), exc)) from exc
     if isinstance(node, zarr.Array):
         if name is not None:
             raise KeyError(f"{str(path)!r} is a Zarr array, not a group; it has no member {name!r}.")

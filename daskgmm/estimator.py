@@ -674,7 +674,8 @@ of shape (n_samples, n_features)
 
 
 def save_model(model: GaussianMixture, path: str | os.PathLike, *, overwrite: bool = True,
-               metadata: dict[str, Any] | None = None) -> Path:
+               metadata: dict[str, Any] | None = None,
+               storage_options: dict[str, Any] | None = None) -> Path | str:
     """Save a fitted :class:`GaussianMixture` to ``path`` (a ``.npz`` file), atomically.
 
     Every constructor parameter is recorded (see :mod:`daskgmm.persistence`),
@@ -686,15 +687,19 @@ def save_model(model: GaussianMixture, path: str | os.PathLike, *, overwrite: bo
     model : GaussianMixture
         A fitted model.
     path : str or os.PathLike
+        A local path, or an fsspec URL (``s3://bucket/model.npz``, stored in one PUT).
     overwrite : bool, default=True
         Replace a file at ``path``; otherwise raise :class:`daskgmm.OutputExistsError`.
     metadata : dict, optional
         More metadata sections to record, such as ``selection`` (the table
         of ``daskgmm select``); each is checked against the model file schema.
+    storage_options : dict, optional
+        fsspec options for a URL ``path`` (endpoint, credentials).
 
     Returns
     -------
-    Path
+    Path or str
+        The absolute path, or the URL.
 
     Raises
     ------
@@ -703,10 +708,11 @@ def save_model(model: GaussianMixture, path: str | os.PathLike, *, overwrite: bo
         ``RandomState`` over another bit generator than MT19937, say.
     """
     return write_fitted_model(path, model._fitted_model(), overwrite=overwrite,
-                              **(metadata or {}))
+                              storage_options=storage_options, **(metadata or {}))
 
 
-def load_model(path: str | os.PathLike) -> GaussianMixture:
+def load_model(path: str | os.PathLike,
+               storage_options: dict[str, Any] | None = None) -> GaussianMixture:
     """Load a model saved by :func:`save_model`. Runs no code from the file (no pickle).
 
     The file is checked against the model file schema first.
@@ -714,6 +720,9 @@ def load_model(path: str | os.PathLike) -> GaussianMixture:
     Parameters
     ----------
     path : str or os.PathLike
+        A local path or an fsspec URL.
+    storage_options : dict, optional
+        fsspec options for a URL (endpoint, credentials).
 
     Returns
     -------
@@ -726,7 +735,7 @@ def load_model(path: str | os.PathLike) -> GaussianMixture:
     daskgmm.ModelFileError
         Not a valid daskgmm model file; the message names each field that is wrong.
     """
-    return GaussianMixture._from_fitted_model(read_fitted_model(path))
+    return GaussianMixture._from_fitted_model(read_fitted_model(path, storage_options))
 
 
 _INITIAL_PARAMETER_ADVICE = {

@@ -37,6 +37,7 @@ so a crash never leaves a partial file and never damages the previous good one.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import zipfile
@@ -56,7 +57,8 @@ from pydantic import (
     model_validator,
 )
 
-from ._files import atomic_write_bytes
+from ._files import atomic_write_bytes, is_url
+from ._objectstore import get_object, put_object
 from ._param_constraints import (
     accepts_bool,
     parameter_names,
@@ -709,12 +711,17 @@ def fitted_model_contents(fitted: FittedModel, **sections: Any) -> tuple[dict, d
 
 
 def write_model_file(path: str | os.PathLike, arrays: dict, metadata: dict, *,
-                     overwrite: bool = True) -> Path:
+                     overwrite: bool = True,
+                     storage_options: dict[str, Any] | None = None) -> Path | str:
     """Write arrays and JSON metadata as one ``.npz``, atomically.
+
+    A local file is written beside ``path`` and renamed into place; at an
+    fsspec URL (``s3://``) it is one PUT (:func:`daskgmm._objectstore.put_object`).
 
     Parameters
     ----------
     path : str or os.PathLike
+        A local path or an fsspec URL.
     arrays : dict of array-like
         Stored as float64.
     metadata : dict
@@ -723,23 +730,36 @@ def write_model_file(path: str | os.PathLike, arrays: dict, metadata: dict, *,
         Replace a file at ``path``; otherwise raise
         :class:`daskgmm.OutputExistsError`, even for a file that
         appeared while this one was written.
+    storage_options : dict, optional
+        fsspec options for a URL ``path`` (endpoint, credentials).
 
     Returns
     -------
-    Path
+    Path or str
+        The absolute path, or the URL.
     """
     blob = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
     payload: dict[str, Any] = {"__metadata__": blob,
                                **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}}
+    if is_url(path):
+        buffer = io.BytesIO()
+        np.savez(buffer, **payload)
+        put_object(os.fspath(path), buffer.getvalue(), overwrite=overwrite,
+                   storage_options=storage_options)
+        return os.fspath(path)
     return atomic_write_bytes(path, lambda f: np.savez(f, **payload), overwrite=overwrite)
 
 
-def read_model_file(path: str | os.PathLike) -> tuple[dict, dict]:
+def read_model_file(path: str | os.PathLike,
+                    storage_options: dict[str, Any] | None = None) -> tuple[dict, dict]:
     """Read a model file (or checkpoint) and check it against the schema; never unpickles.
 
     Parameters
     ----------
     path : str or os.PathLike
+        A local path or an fsspec URL.
+    storage_options : dict, optional
+        fsspec options for a URL (endpoint, credentials).
 
     Returns
     -------
@@ -756,16 +776,30 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict, dict]:
         Not a daskgmm model file, corrupt, a newer format version, or
         contents that fail the schema (the message names each field).
     """
-    contents, metadata, _ = _read_validated(path)
+    contents, metadata, _ = _read_validated(path, storage_options)
     return contents, metadata
 
 
-def _read_validated(path: str | os.PathLike) -> tuple[dict, dict, ModelFile]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No model file at {str(path)!r}.")
+def _model_file_source(path: str | os.PathLike,
+                       storage_options: dict[str, Any] | None) -> tuple[str, Path | io.BytesIO]:
+    """The model file's name for messages, and what ``np.load`` reads: a local file or the object's bytes."""
+    if is_url(path):
+        try:
+            return os.fspath(path), io.BytesIO(get_object(os.fspath(path), storage_options))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"No model file at {os.fspath(path)!r}.") from None
+    local = Path(path)
+    if not local.is_file():
+        raise FileNotFoundError(f"No model file at {str(local)!r}.")
+    return str(local), local
+
+
+def _read_validated(path: str | os.PathLike,
+                    storage_options: dict[str, Any] | None = None) -> tuple[dict, dict, ModelFile]:
+    name, source = _model_file_source(path, storage_options)
+    path = name
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with np.load(source, allow_pickle=False) as archive:
             contents = {name: archive[name] for name in archive.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         # numpy's own message for a pickle suggests allow_pickle=True, which would run
@@ -801,7 +835,8 @@ def _read_validated(path: str | os.PathLike) -> tuple[dict, dict, ModelFile]:
 
 
 def write_fitted_model(path: str | os.PathLike, fitted: FittedModel, *, overwrite: bool = True,
-                       **sections: Any) -> Path:
+                       storage_options: dict[str, Any] | None = None,
+                       **sections: Any) -> Path | str:
     """Write a model file that holds ``fitted``, atomically.
 
     Parameters
@@ -811,18 +846,22 @@ def write_fitted_model(path: str | os.PathLike, fitted: FittedModel, *, overwrit
     overwrite : bool, default=True
         Replace a file at ``path``; otherwise raise
         :class:`daskgmm.OutputExistsError`.
+    storage_options : dict, optional
+        fsspec options for a URL ``path``.
     **sections
         More metadata sections (``selection``).
 
     Returns
     -------
-    Path
+    Path or str
     """
     arrays, metadata = fitted_model_contents(fitted, **sections)
-    return write_model_file(path, arrays, metadata, overwrite=overwrite)
+    return write_model_file(path, arrays, metadata, overwrite=overwrite,
+                            storage_options=storage_options)
 
 
-def read_fitted_model(path: str | os.PathLike) -> FittedModel:
+def read_fitted_model(path: str | os.PathLike,
+                      storage_options: dict[str, Any] | None = None) -> FittedModel:
     """The fitted mixture a model file (or checkpoint) holds, checked against the schema.
 
     Runs no code from the file (no pickle).
@@ -830,6 +869,9 @@ def read_fitted_model(path: str | os.PathLike) -> FittedModel:
     Parameters
     ----------
     path : str or os.PathLike
+        A local path or an fsspec URL.
+    storage_options : dict, optional
+        fsspec options for a URL.
 
     Returns
     -------
@@ -841,16 +883,20 @@ def read_fitted_model(path: str | os.PathLike) -> FittedModel:
     ModelFileError
         Not a valid daskgmm model file; the message names each field that is wrong.
     """
-    return read_fitted_model_and_metadata(path)[0]
+    return read_fitted_model_and_metadata(path, storage_options)[0]
 
 
-def read_fitted_model_and_metadata(path: str | os.PathLike) -> tuple[FittedModel, dict]:
+def read_fitted_model_and_metadata(path: str | os.PathLike,
+                                   storage_options: dict[str, Any] | None = None,
+                                   ) -> tuple[FittedModel, dict]:
     """:func:`read_fitted_model` and the file's whole metadata, from one read of the file.
 
     Parameters
     ----------
     path : str or os.PathLike
         The model file or checkpoint.
+    storage_options : dict, optional
+        fsspec options for a URL.
 
     Returns
     -------
@@ -858,7 +904,7 @@ def read_fitted_model_and_metadata(path: str | os.PathLike) -> tuple[FittedModel
     metadata : dict
         With its ``checkpoint`` and ``selection`` sections, if any.
     """
-    _, metadata, contents = _read_validated(path)
+    _, metadata, contents = _read_validated(path, storage_options)
     fitted = contents.metadata.fitted
     return FittedModel(
         params=contents.metadata.decoded_params,
@@ -870,13 +916,15 @@ def read_fitted_model_and_metadata(path: str | os.PathLike) -> tuple[FittedModel
     ), metadata
 
 
-def model_summary(path: str | os.PathLike) -> dict:
+def model_summary(path: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> dict:
     """What a model file holds, as a JSON-able dict (for ``daskgmm info``).
 
     Parameters
     ----------
     path : str or os.PathLike
         The model file or checkpoint, read with :func:`read_model_file`.
+    storage_options : dict, optional
+        fsspec options for a URL.
 
     Returns
     -------
@@ -888,7 +936,7 @@ def model_summary(path: str | os.PathLike) -> dict:
         weights rounded to 6 decimals; and the ``checkpoint`` and ``selection``
         sections, if the file has them.
     """
-    arrays, metadata = read_model_file(path)
+    arrays, metadata = read_model_file(path, storage_options)
     summary = {k: metadata[k] for k in ("format", "format_version", "estimator", "params",
                                         "fitted")}
     summary["versions"] = metadata.get("versions", {})

@@ -492,3 +492,19 @@ def test_report_select_table_and_predict_do_not_replace_outputs_without_overwrit
     code, _, err = invoke(["predict", job], capsys)
     assert code == 5 and "exists" in err
     assert [p.name for p in (tmp_path / "pred.zarr").iterdir()] == ["mine"]
+
+
+def test_the_readmes_session_works_after_the_demo(tmp_path, monkeypatch, capsys):
+    import re
+    import shlex
+
+    from daskgmm.jobs import demo
+
+    monkeypatch.chdir(tmp_path)
+    assert demo.main(["--n-samples", "2000", "--n-components", "2"]) == 0
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    session = readme.split("A session, from scratch:", 1)[1].split("```bash", 1)[1].split("```")[0]
+    make_data = shlex.split(re.search(r"^daskgmm make-data .*$", session, re.M).group(0))
+    make_data[make_data.index("--n-samples") + 1] = "2000"  # the session's own size, made small
+    code, _, err = invoke(make_data[1:], capsys)
+    assert code == 0, err  # not "exists": the demo's data set is elsewhere

@@ -57,7 +57,7 @@ def expect(process: subprocess.CompletedProcess, code: int, *words: str) -> None
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
+def store(tmp_path_factory) -> Path | str:
     return make_mixture_zarr(tmp_path_factory.mktemp("cli-errors") / "data.zarr", 2000, 3, 3,
                              chunk_rows=1000, seed=5)
 

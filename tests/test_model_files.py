@@ -42,14 +42,14 @@ def _raw(path: Path) -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
+def store(tmp_path_factory) -> Path | str:
     folder = tmp_path_factory.mktemp("model-files")
     return make_mixture_zarr(folder / "data.zarr", 3000, N_FEATURES, N_COMPONENTS,
                              chunk_rows=1000, seed=3)
 
 
 @pytest.fixture(scope="module")
-def saved(store, tmp_path_factory) -> dict[str, Path]:
+def saved(store, tmp_path_factory) -> dict[str, Path | str]:
     """A good model file of each covariance type, fitted on ``store``."""
     import zarr
 

@@ -161,12 +161,14 @@ def test_config_paths_are_made_absolute_on_the_client_and_urls_kept(tmp_path, mo
 
     monkeypatch.chdir(tmp_path)
     expected = expected.format(cwd=tmp_path)
+    url = "://" in given  # a checkpoint is a local file (a URL is refused: tests/test_objectstore.py)
     cfg = parse_config({"data": {"path": given}, "output": {"model": given, "predictions": given},
-                        "checkpoint": {"path": given},
+                        "checkpoint": {"path": "c.npz" if url else given},
                         "cluster": {"kind": "address", "address": "tls://h:1",
                                     "tls": {"ca_file": given, "cert_file": given, "key_file": given}}})
-    assert {cfg.data.path, cfg.output.model, cfg.output.predictions, cfg.checkpoint.path,
+    assert {cfg.data.path, cfg.output.model, cfg.output.predictions,
             cfg.cluster.tls.ca_file, cfg.cluster.tls.cert_file, cfg.cluster.tls.key_file} == {expected}
+    assert cfg.checkpoint.path == (str(tmp_path / "c.npz") if url else expected)
 
 
 def test_a_dask_array_reading_a_relative_zarr_path_is_refused(tmp_path, monkeypatch):

@@ -82,3 +82,18 @@ def test_no_bars_in_logs_or_in_json(job, capsys):
     assert code == 0, out
     for line in out.splitlines():
         json.loads(line)  # every line is an event: no bar drawn between them
+
+
+def test_predict_on_a_cluster_of_worker_processes_draws_its_bar_from_the_scheduler(job, tmp_path):
+    cluster = ["--set", "cluster.kind=local", "--set", "cluster.n_workers=1",
+               "--set", "cluster.threads_per_worker=2"]
+    model = ["--set", f"output.model={tmp_path / 'm.npz'}"]
+    code, out = _on_a_terminal("fit", job, *model)
+    assert code == 0, out
+    code, out = _on_a_terminal("predict", job, *model, *cluster,
+                               "--set", f"output.predictions={tmp_path / 'p.zarr'}")
+    assert code == 0, out
+    final = out.split("predict: 100%")[-1].split("\n")[0] if "predict: 100%" in out else ""
+    assert final, out  # the bar reached its end, drawn from the scheduler's progress feed
+    done, total = final.split("|")[2].split()[0].split("/")
+    assert done == total and int(total) >= 12  # every task of the pass: 12 chunks read and written

@@ -27,7 +27,7 @@ KILL_AFTER = Path(__file__).with_name("_kill_after.py")
 
 
 @pytest.fixture()
-def store(tmp_path) -> Path:
+def store(tmp_path) -> Path | str:
     return make_mixture_zarr(tmp_path / "data.zarr", 2000, 2, 2, chunk_rows=200, seed=1)
 
 
@@ -130,7 +130,7 @@ def test_a_task_that_keeps_killing_its_workers_fails_the_fit_clearly(X_offset):
 
 
 @pytest.fixture(scope="module")
-def loss_store(tmp_path_factory) -> Path:
+def loss_store(tmp_path_factory) -> Path | str:
     path = tmp_path_factory.mktemp("loss") / "data.zarr"
     return make_mixture_zarr(path, 300_000, 8, 4, chunk_rows=10_000, seed=7, separation=1.5)
 

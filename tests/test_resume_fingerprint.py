@@ -38,7 +38,7 @@ MODEL = {"n_components": 3, "random_state": 0, "tol": 0.0, "max_iter": 12,
          "init_params": "random_from_data"}
 
 
-def _make(path: Path, seed: int) -> Path:
+def _make(path: Path, seed: int) -> Path | str:
     """4,000 x 2 rows in chunks of 500: the same shape and chunking for every seed."""
     return make_mixture_zarr(path, 4000, 2, 3, chunk_rows=500, seed=seed, separation=3.0)
 

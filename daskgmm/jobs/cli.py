@@ -247,10 +247,13 @@ def _warn(fmt: str, message: str) -> None:
 
 
 def _output_errors():
-    """Outputs that exist (without --overwrite) or cannot be written: exit 5."""
+    """Outputs that exist (without --overwrite) or cannot be written: exit 5.
+
+    ImportError: an output URL whose fsspec filesystem is not installed (the message names the extra).
+    """
     from ..exceptions import OutputError
 
-    return _phase(EXIT_OUTPUT, OutputError)
+    return _phase(EXIT_OUTPUT, OutputError, ImportError)
 
 
 def _open_weights(cfg, X):
@@ -326,6 +329,29 @@ _log_option = _log_format_option()
 _log_format_only = _log_format_option(expose_value=False)
 
 
+class _JSONObject(click.ParamType):
+    """A JSON object given on the command line, such as fsspec storage options."""
+
+    name = "JSON"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dict):
+            return value
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            self.fail(f"{value!r} is not JSON ({exc.msg}).", param, ctx)
+        if not isinstance(parsed, dict):
+            self.fail(f"{value!r} is not a JSON object ({{\"key\": value, ...}}).", param, ctx)
+        return parsed
+
+
+_storage_options_option = click.option(
+    "--storage-options", type=_JSONObject(), default=None,
+    help="fsspec options for an s3:// (or other URL) path, as a JSON object: endpoint_url, "
+         "key, secret, ... (default: the filesystem's own, such as AWS_* environment variables).")
+
+
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @_set_option
@@ -347,13 +373,14 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
     from ..checkpoints import Checkpoint
     from ..estimator import GaussianMixture, save_model
     from .cluster import connect
+    from .outputs import check_output
 
     cfg = _load(config, overrides)
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
     if cfg.output.model is None:
         raise JobError("output.model is not set: where should the model file go?", EXIT_CONFIG)
-    with _phase(EXIT_OUTPUT, OSError):  # before any work: exists, or cannot be written there
-        check_writable(cfg.output.model, overwrite)
+    with _phase(EXIT_OUTPUT, OSError, ImportError):  # before any work: exists, or cannot be written there
+        check_output(cfg.output.model, overwrite, cfg.output_storage_options)
         if cfg.checkpoint is not None:
             check_writable(cfg.checkpoint.path, True)
     if resume:
@@ -415,7 +442,8 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
         with _data_errors():
             bic = model.information_criteria(X, weights)["bic"]
     with _phase(EXIT_OUTPUT, OSError):
-        save_model(model, cfg.output.model, overwrite=overwrite)
+        save_model(model, cfg.output.model, overwrite=overwrite,
+                   storage_options=cfg.output_storage_options)
     _log(log_format, "summary", converged=bool(model.converged_), iterations=int(model.n_iter_),
          iterations_run=timing.iterations, log_likelihood=float(model.lower_bound_),
          bic=float(bic), seconds=round(seconds, 3),
@@ -503,8 +531,8 @@ def _load_model_and_data(cfg, model_path, data_path, array, log_format="text"):
     from ..estimator import load_model
     from ..exceptions import ModelFileError
 
-    with _phase(EXIT_OUTPUT, ModelFileError, FileNotFoundError):
-        model = load_model(model_path)
+    with _phase(EXIT_OUTPUT, ModelFileError, FileNotFoundError, ImportError):
+        model = load_model(model_path, cfg.output_storage_options if cfg else None)
     X = _open_data(data_path, array, cfg.data.chunk_rows if cfg else None,
                    cfg.data.allow_missing_chunks if cfg else False,
                    cfg.data.storage_options if cfg else None, log_format=log_format,
@@ -541,9 +569,9 @@ def predict(config, overrides, model_path, data_path, array, out, probabilities,
       daskgmm predict configs/demo.yaml --probabilities
       daskgmm predict --model model.npz --data data.zarr --array X --out pred.zarr
     """
-    from .._files import absolute_path, check_writable
+    from .._files import absolute_path
     from .cluster import connect
-    from .outputs import write_predictions
+    from .outputs import check_output, write_predictions
 
     cfg, model_path, data_path, array = _resolve(config, overrides, model_path, data_path, array)
     out = out or (cfg.output.predictions if cfg else None)
@@ -551,19 +579,21 @@ def predict(config, overrides, model_path, data_path, array, out, probabilities,
         raise JobError("Give --out, or output.predictions in the config.", EXIT_CONFIG)
     out = absolute_path(out)
     pick = lambda flag, key: flag if flag is not None else (getattr(cfg.output, key) if cfg else False)  # noqa: E731
+    storage_options = cfg.output_storage_options if cfg else None
     with _output_errors():  # before any work
-        check_writable(out, pick(overwrite, "overwrite"))
-    with _cluster_errors(), connect(_cluster_of(cfg), announce=_announce_dashboard) as client:
+        check_output(out, pick(overwrite, "overwrite"), storage_options)
+    with _cluster_errors(), connect(_cluster_of(cfg), announce=_announce_dashboard):
         model, X = _load_model_and_data(cfg, model_path, data_path, array, _LOG_FORMAT["value"])
         started = time.perf_counter()
         from .progress import bars_wanted, task_bar
 
         with _data_errors(), _output_errors(), \
-                task_bar("predict", bars_wanted(_LOG_FORMAT["value"]) and client is None):
+                task_bar("predict", bars_wanted(_LOG_FORMAT["value"])):
             write_predictions(model, X, out, probabilities=pick(probabilities, "probabilities"),
                               log_likelihood=pick(log_likelihood, "log_likelihood"),
                               overwrite=pick(overwrite, "overwrite"),
-                              shard_rows=shard_rows or (cfg.output.shard_rows if cfg else None))
+                              shard_rows=shard_rows or (cfg.output.shard_rows if cfg else None),
+                              storage_options=storage_options)
     seconds = time.perf_counter() - started
     if _LOG_FORMAT["value"] == "json":
         _log("json", "predictions", n_samples=int(X.shape[0]), out=out, seconds=round(seconds, 3))
@@ -636,9 +666,9 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
       daskgmm select configs/demo.yaml --n-components 2-9 --covariance-types full,diag
       daskgmm select configs/demo.yaml --table selection.csv
     """
-    from .._files import check_writable
     from ..estimator import GaussianMixture, information_criteria_many, save_model
     from .cluster import connect
+    from .outputs import check_output
 
     cfg = _load(config, overrides)
     try:
@@ -652,10 +682,10 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
         raise JobError(f"Invalid grid: covariance types {bad or types}, n_components {grid_k}; "
                        "allowed: full, tied, diag, spherical and integers >= 1.", EXIT_CONFIG)
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
-    with _phase(EXIT_OUTPUT, OSError):
+    with _phase(EXIT_OUTPUT, OSError, ImportError):
         for output in (cfg.output.model, table_path):
             if output:
-                check_writable(output, overwrite)
+                check_output(output, overwrite, cfg.output_storage_options)
     rows, best = [], None
     with _cluster_errors(), connect(cfg.cluster, announce=_announce_dashboard):
         X = _open_config_data(cfg, log_format)
@@ -697,11 +727,12 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
     click.echo(_format_table(rows, criterion, best[0]))
     if table_path:
         with _phase(EXIT_OUTPUT, OSError):
-            _write_table(rows, table_path, overwrite)
+            _write_table(rows, table_path, overwrite, cfg.output_storage_options)
     if cfg.output.model:
         with _phase(EXIT_OUTPUT, OSError):
             save_model(best[1], cfg.output.model, overwrite=overwrite,
-                       metadata={"selection": {"criterion": criterion, "table": rows}})
+                       metadata={"selection": {"criterion": criterion, "table": rows}},
+                       storage_options=cfg.output_storage_options)
         click.echo(f"Best by {criterion.upper()}: n_components={best[0]['n_components']}, "
                    f"covariance_type={best[0]['covariance_type']}; saved to {cfg.output.model}")
 
@@ -716,8 +747,9 @@ def _format_table(rows: list[dict], criterion: str, best: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_table(rows: list[dict], path: str, overwrite: bool) -> None:
-    from .._files import atomic_write_bytes
+def _write_table(rows: list[dict], path: str, overwrite: bool, storage_options: dict) -> None:
+    from .._files import atomic_write_bytes, is_url
+    from .._objectstore import put_object
 
     if path.endswith(".json"):
         data = json.dumps(rows, indent=2).encode()
@@ -727,7 +759,10 @@ def _write_table(rows: list[dict], path: str, overwrite: bool) -> None:
         writer.writeheader()
         writer.writerows(rows)
         data = buffer.getvalue().encode()
-    atomic_write_bytes(path, lambda f: f.write(data), overwrite=overwrite)
+    if is_url(path):
+        put_object(path, data, overwrite=overwrite, storage_options=storage_options)
+    else:
+        atomic_write_bytes(path, lambda f: f.write(data), overwrite=overwrite)
 
 
 @main.command("make-data")
@@ -742,8 +777,10 @@ def _write_table(rows: list[dict], path: str, overwrite: bool) -> None:
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing data set.")
+@_storage_options_option
 @_log_format_only
-def make_data(path, n_samples, n_features, n_components, separation, offset, dtype, chunk_rows, seed, overwrite):
+def make_data(path, n_samples, n_features, n_components, separation, offset, dtype, chunk_rows, seed, overwrite,
+              storage_options):
     """Write a synthetic Gaussian mixture to a Zarr store, chunk by chunk.
 
     The store holds X, the true labels, weights, means and covariances.
@@ -752,6 +789,7 @@ def make_data(path, n_samples, n_features, n_components, separation, offset, dty
     Examples:
       daskgmm make-data data.zarr --n-samples 10000000 --n-features 16 --n-components 8
       daskgmm make-data small.zarr --n-samples 5000 --dtype float32 --chunk-rows 1000
+      daskgmm make-data s3://bucket/data.zarr --storage-options '{"endpoint_url": "http://127.0.0.1:9000"}'
     """
     from .synthetic import make_mixture_zarr
 
@@ -761,7 +799,7 @@ def make_data(path, n_samples, n_features, n_components, separation, offset, dty
     with _output_errors(), row_bar("make-data", n_samples, bars_wanted(_LOG_FORMAT["value"])) as rows:
         make_mixture_zarr(path, n_samples, n_features, n_components, separation=separation,
                           offset=offset, dtype=dtype, chunk_rows=chunk_rows, seed=seed,
-                          overwrite=overwrite, progress=rows)
+                          overwrite=overwrite, progress=rows, storage_options=storage_options)
     click.echo(f"Wrote {n_samples:,} x {n_features} ({dtype}) to {path} in "
                f"{time.perf_counter() - started:.1f} s")
 
@@ -769,8 +807,9 @@ def make_data(path, n_samples, n_features, n_components, separation, offset, dty
 @main.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_storage_options_option
 @_log_format_only
-def info(model_path, as_json):
+def info(model_path, as_json, storage_options):
     """Show what a model file holds.
 
     \b
@@ -781,8 +820,8 @@ def info(model_path, as_json):
     from ..exceptions import ModelFileError
     from ..persistence import model_summary
 
-    with _phase(EXIT_OUTPUT, ModelFileError, FileNotFoundError):
-        summary = model_summary(model_path)
+    with _phase(EXIT_OUTPUT, ModelFileError, FileNotFoundError, ImportError):
+        summary = model_summary(model_path, storage_options)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -889,8 +928,9 @@ def _format_check(report: dict) -> str:
 @click.option("--allow-missing-chunks", is_flag=True,
               help="Copy never-written chunks as the fill value instead of refusing the source.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at DEST (DEST may be SOURCE).")
+@_storage_options_option
 @_log_format_only
-def rewrite(source, dest, array, allow_missing_chunks, overwrite):
+def rewrite(source, dest, array, allow_missing_chunks, overwrite, storage_options):
     """Copy a Zarr store, chunk by chunk, into one whose every chunk carries a CRC32C checksum.
 
     Shapes, dtypes, chunks, shards, fill values and attributes are kept; the
@@ -902,13 +942,15 @@ def rewrite(source, dest, array, allow_missing_chunks, overwrite):
     Examples:
       daskgmm rewrite data.zarr checked.zarr
       daskgmm rewrite data.zarr data.zarr --overwrite     # in place
+      daskgmm rewrite s3://bucket/raw.zarr s3://bucket/checked.zarr
     """
     from .outputs import rewrite_with_checksums
 
     started = time.perf_counter()
     with _data_errors(), _output_errors():
         written = rewrite_with_checksums(source, dest, name=array, overwrite=overwrite,
-                                         allow_missing_chunks=allow_missing_chunks)
+                                         allow_missing_chunks=allow_missing_chunks,
+                                         **(storage_options or {}))
     click.echo(f"Wrote {written} with a checksum on every chunk in "
                f"{time.perf_counter() - started:.1f} s")
 
@@ -920,8 +962,9 @@ def rewrite(source, dest, array, allow_missing_chunks, overwrite):
 @click.option("--out-dir", default="report", show_default=True, type=click.Path(file_okay=False))
 @click.option("--sample", "n_sample", type=click.IntRange(min=10), default=5000, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing plots in --out-dir.")
+@_storage_options_option
 @_log_format_only
-def report(model_path, data_path, array, out_dir, n_sample, overwrite):
+def report(model_path, data_path, array, out_dir, n_sample, overwrite, storage_options):
     """Write PNG plots: log-likelihood per iteration, BIC over n_components, 2-D projection.
 
     \b
@@ -935,9 +978,9 @@ def report(model_path, data_path, array, out_dir, n_sample, overwrite):
     from ..persistence import model_summary
     from . import plots
 
-    with _phase(EXIT_OUTPUT, ModelFileError, FileNotFoundError):
-        model = load_model(model_path)
-        summary = model_summary(model_path)
+    with _phase(EXIT_OUTPUT, ModelFileError, FileNotFoundError, ImportError):
+        model = load_model(model_path, storage_options)
+        summary = model_summary(model_path, storage_options)
     out = Path(out_dir)
     targets = {"log_likelihood": out / "log_likelihood.png"}
     if "selection" in summary:
@@ -952,7 +995,7 @@ def report(model_path, data_path, array, out_dir, n_sample, overwrite):
             written.append(plots.plot_selection(summary["selection"], targets["selection"],
                                                 overwrite=overwrite))
     if data_path:
-        X = _open_data(data_path, array, log_format=_LOG_FORMAT["value"])
+        X = _open_data(data_path, array, storage_options=storage_options, log_format=_LOG_FORMAT["value"])
         with _data_errors(), _phase(EXIT_OUTPUT, FileExistsError):
             written.append(plots.plot_projection(model, X, targets["projection"], n_sample,
                                                  overwrite=overwrite))

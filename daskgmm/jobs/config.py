@@ -117,12 +117,13 @@ class ClusterConfig(_Section):
 
 
 class OutputConfig(_Section):
-    model: str | None = Field(default=None, description="model file to write (.npz)")
-    predictions: str | None = Field(default=None, description="Zarr store for labels (and optional extras)")
+    model: str | None = Field(default=None, description="model file to write (.npz): a local path or an fsspec URL")
+    predictions: str | None = Field(default=None, description="Zarr store for labels (and optional extras): a local path or an fsspec URL")
     probabilities: bool = False
     log_likelihood: bool = False
     overwrite: bool = False
     shard_rows: Annotated[int, Field(ge=1)] | None = Field(default=None, description="rows per shard of the prediction arrays (None: not sharded)")
+    storage_options: dict[str, Any] | None = Field(default=None, description="fsspec options for URL outputs (None: data.storage_options)")
 
     _absolute_paths = field_validator("model", "predictions")(_client_path)
 
@@ -131,7 +132,13 @@ class CheckpointConfig(_Section):
     path: str
     interval: Annotated[int, Field(ge=1)] = 1
 
-    _absolute_path = field_validator("path")(_client_path)
+    @field_validator("path")
+    @classmethod
+    def _local_path(cls, value: str) -> str:
+        if "://" in value:
+            raise ValueError("a checkpoint is rewritten every interval iterations and must be a "
+                             "local path, not a URL (the model file may be a URL)")
+        return absolute_path(value)
 
 
 class JobConfig(_Section):
@@ -149,6 +156,13 @@ class JobConfig(_Section):
         if isinstance(value, str):
             return {"path": value}
         return value
+
+    @property
+    def output_storage_options(self) -> dict[str, Any]:
+        """fsspec options for the outputs: ``output.storage_options``, else ``data.storage_options``."""
+        if self.output.storage_options is not None:
+            return self.output.storage_options
+        return self.data.storage_options
 
     @model_validator(mode="after")
     def _checkpoint_needs_one_init(self):

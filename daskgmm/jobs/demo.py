@@ -18,7 +18,8 @@ from .synthetic import make_mixture_zarr
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--path", default="demo-data/mixture.zarr", help="Zarr group to create or reuse")
+    parser.add_argument("--path", default="demo-data/demo.zarr",
+                        help="Zarr group to create or reuse (the README's session makes its own, mixture.zarr)")
     parser.add_argument("--n-samples", type=int, default=500_000)
     parser.add_argument("--n-features", type=int, default=8)
     parser.add_argument("--n-components", type=int, default=5)

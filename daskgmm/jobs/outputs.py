@@ -8,6 +8,8 @@ destination and moved into place only when complete (:func:`atomic_directory`),
 under the overwrite rule of :mod:`daskgmm._files`: without ``overwrite`` an
 existing destination is refused before any work and again when the store is
 put in place, and the temporaries of dead runs are cleaned up by the next run.
+A store at an fsspec URL (``s3://``) is written under a staging prefix and
+published whole, as :mod:`daskgmm._objectstore` describes (:func:`atomic_store`).
 """
 
 from __future__ import annotations
@@ -95,6 +97,72 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool) -> Iterator[Path]
             remove_path(tmp)
 
 
+@contextmanager
+def atomic_store(path: str | os.PathLike, overwrite: bool,
+                 storage_options: dict[str, Any] | None = None) -> Iterator[Any]:
+    """Yield a Zarr store to write; put it in place of ``path`` only if the block succeeds.
+
+    A local ``path`` is written as :func:`atomic_directory` does; an fsspec
+    URL as :func:`daskgmm._objectstore.atomic_prefix` does.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The destination: a local path or an fsspec URL.
+    overwrite : bool
+        Replace an existing store at ``path``; otherwise refuse, before the
+        block runs and again when the new store is put in place.
+    storage_options : dict, optional
+        fsspec options for a URL (endpoint, credentials).
+
+    Yields
+    ------
+    str or zarr.storage.FsspecStore
+        What ``zarr.open_group(..., mode="w")`` takes: an absolute local
+        folder that does not exist yet, or an empty staging store.
+    """
+    if is_url(path):
+        from .._objectstore import atomic_prefix
+
+        with atomic_prefix(os.fspath(path), overwrite, storage_options) as store:
+            yield store
+    else:
+        with atomic_directory(path, overwrite) as tmp:
+            yield str(tmp)
+
+
+def check_output(path: str | os.PathLike, overwrite: bool,
+                 storage_options: dict[str, Any] | None = None) -> None:
+    """Refuse early, before any work, an output that exists (without ``overwrite``) or cannot be written.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A local path or an fsspec URL.
+    overwrite : bool
+    storage_options : dict, optional
+        fsspec options for a URL.
+
+    Raises
+    ------
+    OutputExistsError
+    OutputNotWritableError
+    ImportError
+        The URL's filesystem is not installed; the message names the extra.
+    """
+    if is_url(path):
+        from .. import _objectstore
+
+        _objectstore.check_writable(os.fspath(path), overwrite, storage_options)
+    else:
+        check_writable(path, overwrite)
+
+
+def output_location(path: str | os.PathLike) -> Path | str:
+    """What the writers return: a local path made absolute, a URL as it is."""
+    return os.fspath(path) if is_url(path) else Path(absolute_path(path))
+
+
 def _put_directory_in_place(tmp: Path, path: Path, overwrite: bool) -> None:
     """Move the complete folder ``tmp`` to ``path``; without ``overwrite``, never replace one."""
     if overwrite:
@@ -164,7 +232,8 @@ def write_predictions(
     log_likelihood: bool = False,
     overwrite: bool = False,
     shard_rows: int | None = None,
-) -> Path:
+    storage_options: dict[str, Any] | None = None,
+) -> Path | str:
     """Write ``labels`` (and optionally ``probabilities``, ``log_likelihood``) to a Zarr group.
 
     One pass over ``X``: the arrays are computed together, chunk by chunk, with
@@ -187,7 +256,7 @@ def write_predictions(
     X : dask.array.Array of shape (n_samples, n_features)
         The data, chunked by rows.
     path : str or os.PathLike
-        The Zarr group to write (a local path).
+        The Zarr group to write: a local path or an fsspec URL (``s3://``).
     probabilities : bool, default=False
         Also write ``probabilities``, of shape (n_samples, n_components).
     log_likelihood : bool, default=False
@@ -196,11 +265,13 @@ def write_predictions(
         Replace an existing store at ``path``.
     shard_rows : int, optional
         Rows per shard file; unsharded arrays if None.
+    storage_options : dict, optional
+        fsspec options for a URL ``path`` (endpoint, credentials).
 
     Returns
     -------
-    Path
-        The absolute path of the store.
+    Path or str
+        The absolute path of the store, or its URL.
 
     Raises
     ------
@@ -225,8 +296,8 @@ def write_predictions(
             raise ValueError(f"shard_rows must be at least 1, got {shard_rows}.")
         inner_rows = _largest_divisor_at_most(shard_rows, X.chunks[0][0])
         outputs = {name: array.rechunk({0: shard_rows}) for name, array in outputs.items()}
-    with atomic_directory(path, overwrite) as tmp:
-        group = zarr.open_group(str(tmp), mode="w")
+    with atomic_store(path, overwrite, storage_options) as store:
+        group = zarr.open_group(store, mode="w")
         group.attrs.update({"producer": "daskgmm", "n_components": int(model.n_components)})
         targets = []
         for name, array in outputs.items():
@@ -243,7 +314,7 @@ def write_predictions(
         stores = da.store(list(outputs.values()), targets, lock=False,  # type: ignore[arg-type]
                           compute=False)
         compute_pass(stores, "gmm-predict-store")
-    return Path(absolute_path(path))
+    return output_location(path)
 
 
 def rewrite_with_checksums(
@@ -254,14 +325,14 @@ def rewrite_with_checksums(
     overwrite: bool = False,
     allow_missing_chunks: bool = False,
     **storage_options,
-) -> Path:
+) -> Path | str:
     """Copy a Zarr array or group into a new store whose every chunk carries a CRC32C checksum.
 
     Chunk by chunk (one task per stored chunk, never the whole array): every
     array keeps its shape, dtype, chunks, shards, fill value, dimension names
     and attributes, and groups keep theirs; the chunks are encoded with
     :func:`checksummed_compressors` and every chunk is stored. The new store
-    is written beside ``path`` and put in place as :func:`atomic_directory`
+    is written beside ``path`` and put in place as :func:`atomic_store`
     does, so ``path`` may be ``source`` itself (with ``overwrite``).
 
     A checksum added now guards against corruption from now on: a chunk that
@@ -273,7 +344,7 @@ def rewrite_with_checksums(
     source : str or os.PathLike
         The Zarr array or group: a local path or an fsspec URL.
     path : str or os.PathLike
-        The new store (a local path).
+        The new store: a local path or an fsspec URL.
     name : str, optional
         Copy only this array of the group ``source`` (into a group at ``path``).
     overwrite : bool, default=False
@@ -282,12 +353,12 @@ def rewrite_with_checksums(
         Copy never-written chunks as the fill value (they are then stored)
         instead of refusing the source.
     **storage_options
-        fsspec options for a ``source`` URL.
+        fsspec options for a ``source`` or ``path`` URL.
 
     Returns
     -------
-    Path
-        The absolute path of the new store.
+    Path or str
+        The absolute path of the new store, or its URL.
 
     Raises
     ------
@@ -326,8 +397,8 @@ def rewrite_with_checksums(
                     f"(never written), first {missing[0]}: a copy would store the fill value "
                     "as data. Pass --allow-missing-chunks (allow_missing_chunks=True) to do so."
                 )
-    with atomic_directory(path, overwrite) as tmp:
-        root = None if isinstance(node, zarr.Array) else zarr.open_group(str(tmp), mode="w")
+    with atomic_store(path, overwrite, storage_options) as store:
+        root = None if isinstance(node, zarr.Array) else zarr.open_group(store, mode="w")
         if root is not None:
             root.attrs.update(node.attrs.asdict())
         sources, targets = [], []
@@ -341,7 +412,7 @@ def rewrite_with_checksums(
                         fill_value=array.fill_value, attributes=array.attrs.asdict(),
                         dimension_names=getattr(array.metadata, "dimension_names", None),
                         compressors=checksummed_compressors(), config=WRITE_EVERY_CHUNK)
-            target = (zarr.create_array(str(tmp), **spec) if root is None
+            target = (zarr.create_array(store, **spec) if root is None
                       else root.create_array(member, **spec))
             if array.ndim == 0:
                 target[...] = ZarrRowReader(array)[...]
@@ -355,4 +426,4 @@ def rewrite_with_checksums(
             # dask annotates targets as numpy array-likes; it needs only __setitem__.
             stores = da.store(sources, targets, lock=False, compute=False)  # type: ignore[arg-type]
             compute_pass(stores, "gmm-rewrite")
-    return Path(absolute_path(path))
+    return output_location(path)

@@ -84,15 +84,19 @@ class FitProgress:
 
 @contextlib.contextmanager
 def task_bar(description: str, wanted: bool) -> Iterator[None]:
-    """A bar of the tasks dask's local scheduler runs in this block (nothing on a cluster).
+    """A bar of the tasks the passes of this block run, on dask's local scheduler or a cluster.
 
-    On a distributed cluster the tasks run in other processes; the bar is
-    not drawn there (use the dashboard).
+    On dask's local scheduler the bar counts the tasks as they finish (a
+    scheduler callback). On a distributed cluster it follows each pass's
+    tasks on the scheduler (distributed's own progress feed, which the
+    dashboard's progress bars also use).
     """
     if not wanted:
         yield
         return
     from dask.callbacks import Callback
+
+    from .._passes import watch_submissions
 
     bar = _bar(desc=description, unit=" task")
 
@@ -105,11 +109,47 @@ def task_bar(description: str, wanted: bool) -> Iterator[None]:
         def _posttask(self, key, result, dsk, state, worker_id):
             bar.update(1)
 
+    feeds: list[Any] = []
+
+    def follow(future, name: str) -> None:
+        feeds.append(_ClusterFeed(future, bar))
+
     try:
-        with _Tasks():
+        with _Tasks(), watch_submissions(follow):
             yield
+        for feed in feeds:
+            feed.finish()
     finally:
         bar.close()
+
+
+class _ClusterFeed:
+    """Draw one cluster pass's task counts on ``bar``, from the scheduler's progress feed."""
+
+    def __init__(self, future, bar) -> None:
+        from distributed.diagnostics.progressbar import ProgressBar
+
+        self._bar = bar
+        self._offset = bar.n  # the tasks of earlier passes
+        self._last: tuple[int, int] | None = None
+
+        class _Feed(ProgressBar):
+            def _draw_bar(feed, remaining, all, **kwargs):  # noqa: N805 (distributed's signature)
+                self._draw(all - remaining, all)
+
+        self._feed = _Feed([future], scheduler=future.client.scheduler.address, interval="200ms")
+        future.client.loop.add_callback(self._feed.listen)
+
+    def _draw(self, done: int, total: int) -> None:
+        self._last = (done, total)
+        self._bar.total = self._offset + total
+        self._bar.n = self._offset + done
+        self._bar.refresh()
+
+    def finish(self) -> None:
+        """The pass has finished: show all of its tasks done, whatever the feed's last message."""
+        if self._last is not None:
+            self._draw(self._last[1], self._last[1])
 
 
 @contextlib.contextmanager

@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .._files import absolute_path
-from .outputs import WRITE_EVERY_CHUNK, atomic_directory, checksummed_compressors
+from .outputs import WRITE_EVERY_CHUNK, atomic_store, checksummed_compressors, output_location
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,8 @@ def make_mixture_zarr(
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[int], Any] | None = None,
-) -> Path:
+    storage_options: dict[str, Any] | None = None,
+) -> Path | str:
     """Write a synthetic Gaussian mixture to a Zarr group, chunk by chunk.
 
     The group holds ``X`` (n_samples, n_features), ``labels`` (n_samples,),
@@ -116,8 +116,10 @@ def make_mixture_zarr(
     Parameters
     ----------
     path : str or os.PathLike
-        Local folder of the new Zarr group; a relative path is taken relative
-        to the current directory.
+        The new Zarr group: a local folder (a relative path is taken relative
+        to the current directory) or an fsspec URL (``s3://``), written
+        under a staging prefix and published whole
+        (:func:`daskgmm.jobs.outputs.atomic_store`).
     n_samples, n_features, n_components : int
     separation : float
         Scale of the random means relative to unit-scale covariances.
@@ -133,17 +135,19 @@ def make_mixture_zarr(
         :class:`daskgmm.exceptions.OutputExistsError` (a ``FileExistsError``).
     progress : callable, optional
         Called with the number of rows of each chunk once it is written.
+    storage_options : dict, optional
+        fsspec options for a URL ``path`` (endpoint, credentials).
 
     Returns
     -------
-    Path
-        The absolute path of the store.
+    Path or str
+        The absolute path of the store, or its URL.
     """
     if min(n_samples, n_features, n_components, chunk_rows) < 1:
         raise ValueError("n_samples, n_features, n_components and chunk_rows must be positive.")
     spec = random_mixture(n_features, n_components, separation, seed)
-    with atomic_directory(path, overwrite) as tmp:
-        group = zarr.open_group(str(tmp), mode="w")
+    with atomic_store(path, overwrite, storage_options) as store:
+        group = zarr.open_group(store, mode="w")
         group.attrs.update({"n_components": n_components, "seed": seed,
                             "separation": separation, "offset": offset})
         for name, value in (("weights", spec.weights), ("means", spec.means + offset),
@@ -163,4 +167,4 @@ def make_mixture_zarr(
             labels[start:stop] = lab
             if progress is not None:
                 progress(stop - start)
-    return Path(absolute_path(path))
+    return output_location(path)
