@@ -10,22 +10,25 @@ from __future__ import annotations
 import numpy as np
 
 
-def check_finite_block(block: np.ndarray, start: int) -> None:
+def check_finite_block(block: np.ndarray, start: int, allow_nan: bool = False) -> None:
     """Raise ``ValueError`` naming the rows if a chunk holds NaN or infinity.
 
-    Returns quietly if every row is finite: a non-finite result computed from
+    With ``allow_nan`` (missing entries are marginalized), only infinity is
+    refused. Returns quietly if every row is finite: a non-finite result computed from
     finite rows (overflow, a degenerate component) is not the input's fault,
     and the pass's caller reports it once the chunks are reduced
     (:func:`daskgmm._em.check_finite_stats`).
     """
-    finite = np.isfinite(block).all(axis=1)
+    finite = (~np.isinf(block) if allow_nan else np.isfinite(block)).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         stop = start + block.shape[0]
-        kind = "NaN" if np.isnan(block[bad]).any() else "infinity"
+        kind = "infinity" if allow_nan or not np.isnan(block[bad]).any() else "NaN"
+        advice = ("" if kind == "infinity" else
+                  " To fit with missing entries (as NaN), use missing='marginalize'.")
         raise ValueError(
             f"Input X contains {kind}: {bad.size} row(s) in the chunk of rows "
-            f"{start}-{stop - 1}, first at row {start + int(bad[0])}."
+            f"{start}-{stop - 1}, first at row {start + int(bad[0])}.{advice}"
         )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._block_checks import check_finite_block
+from ._missing import estep_stats_missing, rows_with_missing
 from ._mstep import m_step
 from ._params import GMMParams, compute_precision_cholesky
 from ._passes import run_pass, run_pass_with_digest
@@ -93,12 +94,34 @@ class EMResult:
 
 def estep_chunk(block: np.ndarray, models: tuple[GMMParams, ...], start: int,
                 weights: np.ndarray | None = None) -> list[Stats]:
-    """E-step of one chunk for every model of the pass (the ``gmm-estep`` task)."""
+    """E-step of one chunk for every model of the pass (the ``gmm-estep`` task).
+
+    Models that marginalize missing entries take the rows with NaN through
+    :func:`daskgmm._missing.estep_stats_missing` and the complete rows
+    through the usual kernels, so that without NaN nothing changes.
+    """
+    if models and models[0].marginalize:
+        incomplete = rows_with_missing(block)
+        if incomplete.any():
+            check_finite_block(block, start, allow_nan=True)
+            return _estep_with_missing(block, models, weights, incomplete)
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are reported below
         stats = estep_stats_many(block, models, weights)
     if not all(np.isfinite(st["loglik"]) for st in stats):
-        check_finite_block(block, start)
+        check_finite_block(block, start, allow_nan=bool(models and models[0].marginalize))
     return stats
+
+
+def _estep_with_missing(block: np.ndarray, models: tuple[GMMParams, ...],
+                        weights: np.ndarray | None, incomplete: np.ndarray) -> list[Stats]:
+    complete = ~incomplete
+    with np.errstate(invalid="ignore", over="ignore"):
+        whole = estep_stats_many(block[complete], models,
+                                 None if weights is None else weights[complete])
+    partial = [estep_stats_missing(block[incomplete], params,
+                                   None if weights is None else weights[incomplete])
+               for params in models]
+    return [combine_stats([a, b]) for a, b in zip(whole, partial, strict=True)]
 
 
 def combine_quietly(parts: list[Stats]) -> Stats:
@@ -129,11 +152,16 @@ def loglik_chunk(block: np.ndarray, models: tuple[GMMParams, ...], start: int,
     out = []
     for params in models:
         if not np.isfinite(block).all():
-            check_finite_block(block, start)
+            check_finite_block(block, start, allow_nan=params.marginalize)
         with np.errstate(invalid="ignore", over="ignore"):  # NaN rows are refused by name
             log_prob_norm = log_likelihood_block(block, params, start)
-        total = log_prob_norm.sum() if weights is None else log_prob_norm @ weights
-        n = block.shape[0] if weights is None else weights.sum()
+        if params.marginalize:  # a row with nothing observed carries no information
+            observed = ~np.isnan(block).all(axis=1)
+            w = observed.astype(np.float64) if weights is None else weights * observed
+            total, n = log_prob_norm @ w, w.sum()
+        else:
+            total = log_prob_norm.sum() if weights is None else log_prob_norm @ weights
+            n = block.shape[0] if weights is None else weights.sum()
         out.append({"loglik": np.float64(total), "n": np.float64(n)})
     return out
 
@@ -268,7 +296,8 @@ def m_step_params(stats: Stats, params: GMMParams, reg_covar: float) -> tuple[GM
     """The M-step from statistics about ``params``' means: new parameters and covariances."""
     weights, means, covariances = m_step(stats, params.means, params.covariance_type, reg_covar)
     prec_chol = compute_precision_cholesky(covariances, params.covariance_type)
-    return GMMParams(weights, means, prec_chol, params.covariance_type), covariances
+    return GMMParams(weights, means, prec_chol, params.covariance_type,
+                     params.marginalize), covariances
 
 
 def run_em(

@@ -34,6 +34,7 @@ import numpy as np
 from ._block_checks import check_finite_block
 from ._density import row_blocks
 from ._em import check_finite_stats, combine_many_quietly, combine_quietly, m_step_params
+from ._missing import fill_block, observed_columns_chunk
 from ._mstep import m_step
 from ._params import (
     GMMParams,
@@ -46,6 +47,37 @@ from ._stats import Stats, empty_stats, estep_stats, hard_moments, shifted_momen
 
 if TYPE_CHECKING:  # dask.array (with pandas) stays out of the workers
     from ._data import Dataset
+
+def filled_for_initialisation(data: Dataset, split_every: int) -> Dataset:
+    """``data`` with each missing entry replaced by its column's mean, for the initialisation.
+
+    One pass counts each feature's observed entries (the initialisation
+    strategies need complete rows; EM itself marginalizes). A feature never
+    observed, or data with no row observed at all, is refused.
+
+    Raises
+    ------
+    ValueError
+        Naming the features that are never observed.
+    """
+    from dataclasses import replace
+
+    import dask.array as da
+
+    columns = run_pass(data, observed_columns_chunk, None, name="gmm-missing-columns",
+                       split_every=split_every)
+    never = np.flatnonzero(columns["count"] == 0)
+    if never.size:
+        shown = ", ".join(str(int(j)) for j in never[:10])
+        raise ValueError(
+            f"{never.size} feature(s) are never observed (every entry NaN): column(s) {shown}"
+            f"{' ...' if never.size > 10 else ''}. A mixture cannot be fitted to a feature without "
+            "data: drop those columns.")
+    means = columns["sum"] / columns["count"]
+    filled = da.map_blocks(fill_block, data.array, means, dtype=data.array.dtype,
+                           name=f"gmm-fill-{data.array.name}")
+    return replace(data, array=filled)
+
 
 CORESET_ROWS_MIN = 10_000
 CORESET_ROWS_PER_COMPONENT = 50

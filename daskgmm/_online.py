@@ -129,7 +129,8 @@ def online_step(batch: Dataset, current: EMResult, state: OnlineState | None, *,
     prec_chol = compute_precision_cholesky(covariances, covariance_type)
     lower_bound = float(stats["loglik"] / stats["n"])
     history = list(current.lower_bounds)[:step] + [lower_bound]
-    result = EMResult(GMMParams(weights, means, prec_chol, covariance_type), covariances,
+    result = EMResult(GMMParams(weights, means, prec_chol, covariance_type, params.marginalize),
+                      covariances,
                       lower_bound, history, step + 1, False)
     return result, OnlineState(running, params.means, step + 1)
 

@@ -29,6 +29,7 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
     "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
     "learning_offset": [Interval(Real, 0.0, None, closed="left")],
+    "missing": [StrOptions({"error", "marginalize"})],
 }
 """Every constructor parameter by name: scikit-learn's ``GaussianMixture`` ones and ours."""
 

@@ -40,12 +40,16 @@ class GMMParams:
     precisions_cholesky : ndarray
         Shape by covariance type, see the module docstring.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    marginalize : bool
+        Rows with NaN entries are taken as missing at random, through their
+        marginal density (:mod:`daskgmm._missing`); False: NaN is an error.
     """
 
     weights: np.ndarray
     means: np.ndarray
     precisions_cholesky: np.ndarray
     covariance_type: str
+    marginalize: bool = False
 
     @property
     def n_components(self) -> int:

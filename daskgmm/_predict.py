@@ -13,6 +13,7 @@ import numpy as np
 
 from ._block_checks import check_finite_block
 from ._density import estimate_log_prob_resp, row_blocks
+from ._missing import log_prob_resp_missing, rows_with_missing
 from ._params import GMMParams
 from .exceptions import NonFiniteError
 
@@ -41,8 +42,26 @@ def _log_prob_resp(X: np.ndarray, params: GMMParams) -> tuple[np.ndarray, np.nda
     # Overflowing squares become infinite distances (a density of zero), and
     # an expansion that meets them is redone by the whitened path: no NaN
     # survives to the checks.
+    if params.marginalize:
+        incomplete = rows_with_missing(X)
+        if incomplete.any():
+            return _log_prob_resp_with_missing(X, params, incomplete)
     with np.errstate(over="ignore", invalid="ignore"):
         return estimate_log_prob_resp(X, params)
+
+
+def _log_prob_resp_with_missing(X: np.ndarray, params: GMMParams,
+                                incomplete: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Complete rows by the usual kernels, rows with NaN by their marginal density."""
+    log_prob_norm = np.empty(X.shape[0])
+    log_resp = np.empty((X.shape[0], params.n_components))
+    complete = ~incomplete
+    with np.errstate(over="ignore", invalid="ignore"):
+        if complete.any():
+            log_prob_norm[complete], log_resp[complete] = estimate_log_prob_resp(X[complete], params)
+        log_prob_norm[incomplete], log_resp[incomplete] = log_prob_resp_missing(X[incomplete],
+                                                                                 params)
+    return log_prob_norm, log_resp
 
 
 def _undefined(log_prob_norm: np.ndarray, need_resp: bool) -> np.ndarray:
@@ -97,7 +116,7 @@ def checked_block(block: np.ndarray, kernel: BlockKernel, params: GMMParams,
     """Run ``kernel`` on one block, refusing NaN or infinite rows by their row range."""
     start = block_info[0]["array-location"][0][0] if block_info else 0
     if not np.isfinite(block).all():
-        check_finite_block(block, start)
+        check_finite_block(block, start, allow_nan=params.marginalize)
     return kernel(block, params, start)
 
 
@@ -134,4 +153,8 @@ def frame_partition(partition: Any, kernel: BlockKernel, params: GMMParams, kind
         raise error from exc
     if kind == "proba":
         return pd.DataFrame(out, index=partition.index, columns=range(out.shape[1]))
+    if kind == "impute":  # the input's shape: its columns, or a Series' name
+        if hasattr(partition, "columns"):
+            return pd.DataFrame(out, index=partition.index, columns=partition.columns)
+        return pd.Series(out[:, 0], index=partition.index, name=partition.name)
     return pd.Series(out, index=partition.index, name=kind)

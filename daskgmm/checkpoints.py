@@ -426,7 +426,8 @@ def resume_em(data: Dataset, checkpoint: CheckpointState, *, tol: float, reg_cov
         check_digest(checkpoint.path, checkpoint.data, current, digest)
 
     covariance_type = fitted.params.get("covariance_type", "full")
-    params = GMMParams(fitted.weights, fitted.means, fitted.precisions_cholesky, covariance_type)
+    params = GMMParams(fitted.weights, fitted.means, fitted.precisions_cholesky, covariance_type,
+                       fitted.params.get("missing") == "marginalize")
     history = list(fitted.lower_bounds)
     result = EMResult(params, fitted.covariances, fitted.lower_bound, history, fitted.n_iter,
                       fitted.converged)

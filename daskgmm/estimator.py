@@ -6,6 +6,7 @@ import inspect
 import os
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from sklearn.utils.validation import _check_feature_names, check_is_fitted, vali
 
 from ._data import Dataset, as_dataset, as_sample_weight, input_is_lazy, is_dask_dataframe
 from ._em import EMResult, IterationInfo, run_em_many, total_loglik
-from ._init import InitRequest, UserInit, initial_parameters_many
+from ._init import InitRequest, UserInit, filled_for_initialisation, initial_parameters_many
+from ._missing import impute_block
 from ._online import online_step, run_online_em
 from ._param_constraints import PARAMETER_CONSTRAINTS
 from ._params import GMMParams, information_criteria, n_parameters, precisions_from_cholesky
@@ -174,6 +176,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         batch_size="auto",
         learning_decay=0.6,
         learning_offset=1.0,
+        missing="error",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -197,6 +200,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
+        self.missing = missing
 
     # ------------------------------------------------------------------
     # Input
@@ -207,11 +211,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             _check_lazy_feature_names(self, X, reset=True)
             data = as_dataset(X, self.chunk_size)
         else:
-            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2,
+                              ensure_all_finite=self._finite_rule())
             data = as_dataset(X, self.chunk_size)
         _check_fit_data(data, self.n_components)
         self.n_features_in_ = data.n_features
         return data
+
+    def _finite_rule(self) -> bool | str:
+        """scikit-learn's ``ensure_all_finite`` for in-memory input: NaN allowed if marginalized."""
+        return "allow-nan" if self.missing == "marginalize" else True
 
     def _check_n_features(self, n_features: int) -> None:
         if n_features != self.n_features_in_:
@@ -436,7 +445,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _fitted_params(self) -> GMMParams:
         check_is_fitted(self)
-        return GMMParams(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
+        return GMMParams(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type,
+                         self.missing == "marginalize")
 
     def _fitted_model(self) -> FittedModel:
         """This fitted model as plain data, for model files."""
@@ -454,7 +464,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         model = cls(**fitted.params)
         model._set_fitted(EMResult(
             GMMParams(fitted.weights, fitted.means, fitted.precisions_cholesky,
-                      model.covariance_type),
+                      model.covariance_type, model.missing == "marginalize"),
             fitted.covariances, fitted.lower_bound, list(fitted.lower_bounds), fitted.n_iter,
             fitted.converged,
         ))
@@ -474,7 +484,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         params = self._fitted_params()
         if not _is_out_of_core_input(X):
-            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
+                              ensure_all_finite=self._finite_rule())
             return kernel(X, params)
         _check_lazy_feature_names(self, X, reset=False)
         if is_dask_dataframe(X):
@@ -486,10 +497,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         # The output's name depends on the parameters, the input and the kernel:
         # two outputs in one graph must never share keys.
         name = f"gmm-{kind}-{tokenize(params_token, data.array.name, kind)}"
-        if kind == "proba":
+        if kind in ("proba", "impute"):
+            columns = self.n_components if kind == "proba" else data.n_features
             return da.map_blocks(
                 checked_block, data.array, kernel, params_key,
-                chunks=(data.array.chunks[0], (self.n_components,)), dtype=np.float64, name=name,
+                chunks=(data.array.chunks[0], (columns,)), dtype=np.float64, name=name,
             )
         return da.map_blocks(
             checked_block, data.array, kernel, params_key, drop_axis=1,
@@ -507,6 +519,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if kind == "proba":
             meta = pd.DataFrame({k: np.empty(0, dtype=np.float64) for k in range(self.n_components)},
                                 index=X._meta.index)
+        elif kind == "impute":
+            meta = X._meta.astype(np.float64)
         else:
             meta = pd.Series(np.empty(0, dtype=np.int64 if kind == "labels" else np.float64),
                              index=X._meta.index, name=kind)
@@ -518,7 +532,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                                 token=f"gmm-{kind}-{tokenize(params_token, kind)}")
 
     def _params_token(self) -> str:
-        return tokenize(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
+        return tokenize(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type,
+                        self.missing)
 
     def score_samples(self, X):
         """Log-likelihood of each sample under the mixture.
@@ -577,6 +592,31 @@ of shape (n_samples, n_features)
             per component for a dask DataFrame).
         """
         return self._map(X, proba_block, "proba")
+
+    def impute(self, X):
+        """``X`` with each missing entry (NaN) replaced by its conditional mean under the mixture.
+
+        ``E[x_m | x_o] = sum_k p(k | x_o) E[x_m | x_o, k]``, with each
+        component's conditional mean ``mu_m + S_mo S_oo^-1 (x_o - mu_o)``.
+        Observed entries are returned as they are; a row with nothing
+        observed gets the mixture's mean. Needs ``missing='marginalize'``.
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, dask DataFrame, xarray.DataArray, zarr.Array or path \
+of shape (n_samples, n_features)
+            Rows with missing entries as NaN.
+
+        Returns
+        -------
+        X_imputed : ndarray or dask.array.Array of shape (n_samples, n_features)
+            float64. Lazy for out-of-core input: a dask array with X's row
+            chunks, which :func:`dask.array.to_zarr` can store chunk by chunk.
+        """
+        if self.missing != "marginalize":
+            raise ValueError("impute needs a model fitted with missing='marginalize'; this one "
+                             f"has missing={self.missing!r}.")
+        return self._map(X, impute_block, "impute")
 
     def score(self, X, y=None, sample_weight=None) -> float:
         """Mean (weighted) log-likelihood of the data under the model (one pass).
@@ -841,6 +881,10 @@ def fit_many(models, X, *, sample_weight=None, callbacks=()) -> list[GaussianMix
     with single_threaded_blas:
         for model in models:
             model._validate_params()
+        if len({model.missing for model in models}) > 1:
+            raise ValueError("fit_many: every model must have the same missing (they share the "
+                             "passes over the data), got "
+                             f"{sorted({model.missing for model in models})}.")
         _before_fit_many(models, callbacks)
         data = first._fit_dataset(X).with_weights(sample_weight)
         for model in models:
@@ -884,14 +928,17 @@ def _total_logliks(models: list[GaussianMixture], X, sample_weight) -> list[tupl
     params = [model._fitted_params() for model in models]
     first = models[0]
     if not _is_out_of_core_input(X):
-        X = validate_data(first, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(first, X, reset=False, dtype=[np.float64, np.float32],
+                          ensure_all_finite=first._finite_rule())
         for model in models[1:]:
             model._check_n_features(X.shape[1])
-        if sample_weight is None:
-            weights, n = None, float(X.shape[0])
-        else:
+        weights = None
+        if sample_weight is not None:
             weights = as_sample_weight(sample_weight, (X.shape[0],)).compute()
-            n = float(weights.sum())
+        if first.missing == "marginalize":  # a row with nothing observed carries no information
+            observed = (~np.isnan(X).all(axis=1)).astype(np.float64)
+            weights = observed if weights is None else weights * observed
+        n = float(X.shape[0] if weights is None else weights.sum())
         totals = []
         for p in params:
             log_prob = log_likelihood_block(X, p)
@@ -947,10 +994,18 @@ def _user_init(params: dict[str, Any]) -> UserInit:
 
 def _initial_parameters(params: dict[str, Any], data: Dataset,
                         random_state: np.random.RandomState) -> tuple[GMMParams, np.ndarray]:
-    """A model's initial parameters, given its constructor parameters (one candidate)."""
-    return initial_parameters_many(data, [_init_request(params, random_state)],
-                                   [_user_init(params)], [params["reg_covar"]],
-                                   params["split_every"])[0]
+    """A model's initial parameters, given its constructor parameters (one candidate).
+
+    With missing entries marginalized, the initialisation runs on the data
+    with each missing entry replaced by its column's mean.
+    """
+    marginalize = params["missing"] == "marginalize"
+    if marginalize:
+        data = filled_for_initialisation(data, params["split_every"])
+    start, covariances = initial_parameters_many(data, [_init_request(params, random_state)],
+                                                 [_user_init(params)], [params["reg_covar"]],
+                                                 params["split_every"])[0]
+    return replace(start, marginalize=marginalize), covariances
 
 
 def _fit_candidates(models: list[dict[str, Any]], data: Dataset, callbacks) -> list[list[EMResult]]:
@@ -969,6 +1024,10 @@ def _fit_candidates(models: list[dict[str, Any]], data: Dataset, callbacks) -> l
     list of list of EMResult
         Each model's candidates, in order.
     """
+    marginalize = models[0]["missing"] == "marginalize"
+    init_data = data.with_weights(None)
+    if marginalize:
+        init_data = filled_for_initialisation(init_data, models[0]["split_every"])
     owners, requests = [], []
     for index, params in enumerate(models):
         random_state = check_random_state(params["random_state"])
@@ -976,9 +1035,10 @@ def _fit_candidates(models: list[dict[str, Any]], data: Dataset, callbacks) -> l
             requests.append(_init_request(params, random_state))
             owners.append(index)
     initial = initial_parameters_many(
-        data.with_weights(None), requests, [_user_init(models[o]) for o in owners],
+        init_data, requests, [_user_init(models[o]) for o in owners],
         [models[o]["reg_covar"] for o in owners], models[0]["split_every"])
-    starts = [EMResult(start, covariances, -np.inf) for start, covariances in initial]
+    starts = [EMResult(replace(start, marginalize=marginalize), covariances, -np.inf)
+              for start, covariances in initial]
     results = run_em_many(
         data, starts, tol=[models[o]["tol"] for o in owners],
         reg_covar=[models[o]["reg_covar"] for o in owners],

@@ -147,3 +147,30 @@ def test_the_default_initialisation_runs_in_workers_too_small_for_a_chunks_dista
     print("peak RSS per worker, MiB:", sorted(round(v / 2**20) for v in peaks.values()),
           "growth:", sorted(round(v / 2**20) for v in growth.values()))
     assert max(growth.values()) < 12 * CHUNK_BYTES
+
+
+def _with_holes(block, block_info=None):
+    """A fifth of the entries as NaN, drawn from the chunk's position (the same on every read)."""
+    rng = np.random.default_rng(block_info[0]["chunk-location"][0])
+    out = block.copy()
+    out[rng.random(block.shape) < 0.2] = np.nan
+    return out
+
+
+def test_a_fit_with_missing_entries_on_data_larger_than_worker_memory(big_zarr,
+                                                                      small_memory_cluster):
+    client = small_memory_cluster
+    X = da.from_zarr(open_zarr_array(big_zarr, "X"))
+    part = X[: X.shape[0] // 4].map_blocks(_with_holes, dtype=X.dtype)
+    assert part.nbytes > N_WORKERS * WORKER_MEMORY  # more than the whole cluster holds
+    model = GaussianMixture(3, covariance_type="diag", missing="marginalize", max_iter=1, tol=0,
+                            means_init=open_zarr_array(big_zarr, "means")[:],
+                            weights_init=np.full(3, 1 / 3),
+                            precisions_init=np.ones((3, N_FEATURES)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter=1 does not converge, by design
+        model, growth, _ = _measure(client, lambda: model.fit(part))
+    assert model.n_iter_ == 1 and np.all(np.isfinite(model.means_))
+    print("peak RSS growth per worker with missing entries, MiB:",
+          sorted(round(v / 2**20) for v in growth.values()))
+    assert max(growth.values()) < 12 * CHUNK_BYTES

@@ -32,6 +32,7 @@ def every_parameter_changed(covariance_type: str) -> dict:
         "warm_start": True, "verbose": 2, "verbose_interval": 3, "split_every": 4,
         "persist": True, "chunk_size": 250, "algorithm": "online", "online_passes": 3,
         "batch_size": 500, "learning_decay": 0.9, "learning_offset": 2.5,
+        "missing": "marginalize",
     }
 
 

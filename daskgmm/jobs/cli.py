@@ -48,6 +48,8 @@ class JobError(click.ClickException):
 
 # The library's messages name its Python keywords; the command's name its own options.
 _IN_THE_COMMANDS_WORDS = (
+    ("use missing='marginalize'.",
+     "set model.missing: marginalize in the config (--set model.missing=marginalize)."),
     ("Pass allow_missing_chunks=True if",
      "Set data.allow_missing_chunks: true in the config (--set data.allow_missing_chunks=true) if"),
     ("; name the one to use.",
@@ -605,6 +607,62 @@ def predict(config, overrides, model_path, data_path, array, out, probabilities,
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @_set_option
 @click.option("--model", "model_path", help="Model file (default: output.model of CONFIG).")
+@click.option("--data", "data_path", help="Zarr store with the data (default: data.path of CONFIG).")
+@click.option("--array", help="Array inside the Zarr group (default: data.array of CONFIG).")
+@click.option("--out", help="Zarr store to write (default: output.imputed of CONFIG).")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace an existing store.")
+@click.option("--shard-rows", type=click.IntRange(min=1), default=None,
+              help="Write a sharded array with this many rows per shard (default: output.shard_rows).")
+@_log_format_only
+def impute(config, overrides, model_path, data_path, array, out, overwrite, shard_rows):
+    """Write the data with each missing entry (NaN) filled by its conditional mean.
+
+    The model must be fitted with model.missing: marginalize. The store holds
+    one float64 array, X, with the data's row chunks; observed entries are
+    copied as they are.
+
+    \b
+    Examples:
+      daskgmm impute configs/missing.yaml
+      daskgmm impute --model model.npz --data data.zarr --array X --out filled.zarr
+    """
+    from .._files import absolute_path
+    from .cluster import connect
+    from .outputs import check_output, write_imputed
+
+    cfg, model_path, data_path, array = _resolve(config, overrides, model_path, data_path, array)
+    out = out or (cfg.output.imputed if cfg else None)
+    if not out:
+        raise JobError("Give --out, or output.imputed in the config.", EXIT_CONFIG)
+    out = absolute_path(out)
+    overwrite = overwrite if overwrite is not None else (cfg.output.overwrite if cfg else False)
+    storage_options = cfg.output_storage_options if cfg else None
+    with _output_errors():  # before any work
+        check_output(out, overwrite, storage_options)
+    with _cluster_errors(), connect(_cluster_of(cfg), announce=_announce_dashboard):
+        model, X = _load_model_and_data(cfg, model_path, data_path, array, _LOG_FORMAT["value"])
+        if model.missing != "marginalize":
+            raise JobError(f"The model {model_path} was fitted with model.missing: {model.missing}; "
+                           "impute needs one fitted with model.missing: marginalize.", EXIT_CONFIG)
+        started = time.perf_counter()
+        from .progress import bars_wanted, task_bar
+
+        with _data_errors(), _output_errors(), \
+                task_bar("impute", bars_wanted(_LOG_FORMAT["value"])):
+            write_imputed(model, X, out, overwrite=overwrite,
+                          shard_rows=shard_rows or (cfg.output.shard_rows if cfg else None),
+                          storage_options=storage_options)
+    seconds = time.perf_counter() - started
+    if _LOG_FORMAT["value"] == "json":
+        _log("json", "imputed", n_samples=int(X.shape[0]), out=out, seconds=round(seconds, 3))
+    else:
+        click.echo(f"Wrote {X.shape[0]:,} imputed rows to {out} in {seconds:.1f} s")
+
+
+@main.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_set_option
+@click.option("--model", "model_path", help="Model file (default: output.model of CONFIG).")
 @click.option("--data", "data_path", help="Zarr store with the data.")
 @click.option("--array", help="Array inside the Zarr group.")
 @_log_option
@@ -776,11 +834,13 @@ def _write_table(rows: list[dict], path: str, overwrite: bool, storage_options: 
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--missing-fraction", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
+              show_default=True, help="Set this fraction of X's entries to NaN, at random.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing data set.")
 @_storage_options_option
 @_log_format_only
-def make_data(path, n_samples, n_features, n_components, separation, offset, dtype, chunk_rows, seed, overwrite,
-              storage_options):
+def make_data(path, n_samples, n_features, n_components, separation, offset, dtype, chunk_rows, seed,
+              missing_fraction, overwrite, storage_options):
     """Write a synthetic Gaussian mixture to a Zarr store, chunk by chunk.
 
     The store holds X, the true labels, weights, means and covariances.
@@ -789,6 +849,7 @@ def make_data(path, n_samples, n_features, n_components, separation, offset, dty
     Examples:
       daskgmm make-data data.zarr --n-samples 10000000 --n-features 16 --n-components 8
       daskgmm make-data small.zarr --n-samples 5000 --dtype float32 --chunk-rows 1000
+      daskgmm make-data holes.zarr --n-samples 100000 --missing-fraction 0.2
       daskgmm make-data s3://bucket/data.zarr --storage-options '{"endpoint_url": "http://127.0.0.1:9000"}'
     """
     from .synthetic import make_mixture_zarr
@@ -799,7 +860,8 @@ def make_data(path, n_samples, n_features, n_components, separation, offset, dty
     with _output_errors(), row_bar("make-data", n_samples, bars_wanted(_LOG_FORMAT["value"])) as rows:
         make_mixture_zarr(path, n_samples, n_features, n_components, separation=separation,
                           offset=offset, dtype=dtype, chunk_rows=chunk_rows, seed=seed,
-                          overwrite=overwrite, progress=rows, storage_options=storage_options)
+                          overwrite=overwrite, progress=rows, storage_options=storage_options,
+                          missing_fraction=missing_fraction)
     click.echo(f"Wrote {n_samples:,} x {n_features} ({dtype}) to {path} in "
                f"{time.perf_counter() - started:.1f} s")
 

@@ -71,6 +71,7 @@ class ModelConfig(_Section):
     batch_size: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
     learning_decay: Annotated[float, Field(gt=0.5, le=1.0)] = 0.6
     learning_offset: Annotated[float, Field(ge=0)] = 1.0
+    missing: Literal["error", "marginalize"] = "error"
 
 
 class TLSConfig(_Section):
@@ -119,13 +120,14 @@ class ClusterConfig(_Section):
 class OutputConfig(_Section):
     model: str | None = Field(default=None, description="model file to write (.npz): a local path or an fsspec URL")
     predictions: str | None = Field(default=None, description="Zarr store for labels (and optional extras): a local path or an fsspec URL")
+    imputed: str | None = Field(default=None, description="Zarr store for `daskgmm impute`: X with missing entries filled, as the array X")
     probabilities: bool = False
     log_likelihood: bool = False
     overwrite: bool = False
     shard_rows: Annotated[int, Field(ge=1)] | None = Field(default=None, description="rows per shard of the prediction arrays (None: not sharded)")
     storage_options: dict[str, Any] | None = Field(default=None, description="fsspec options for URL outputs (None: data.storage_options)")
 
-    _absolute_paths = field_validator("model", "predictions")(_client_path)
+    _absolute_paths = field_validator("model", "predictions", "imputed")(_client_path)
 
 
 class CheckpointConfig(_Section):

@@ -278,16 +278,63 @@ def write_predictions(
     OutputExistsError
         ``path`` exists and ``overwrite`` is false.
     """
-    import dask.array as da
-    import zarr
-
-    from .._passes import compute_pass
-
     outputs = {"labels": model.predict(X)}
     if probabilities:
         outputs["probabilities"] = model.predict_proba(X)
     if log_likelihood:
         outputs["log_likelihood"] = model.score_samples(X)
+    return _write_arrays(outputs, X, path, {"n_components": int(model.n_components)},
+                         overwrite=overwrite, shard_rows=shard_rows,
+                         storage_options=storage_options, pass_name="gmm-predict-store")
+
+
+def write_imputed(
+    model,
+    X: da.Array,
+    path: str | os.PathLike,
+    *,
+    name: str = "X",
+    overwrite: bool = False,
+    shard_rows: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Path | str:
+    """Write ``model.impute(X)`` (X with missing entries filled) as the array ``name`` of a Zarr group.
+
+    One pass over ``X``, chunk-aligned with its rows, float64, written and
+    put in place as :func:`write_predictions` does.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        A model fitted with ``missing='marginalize'``.
+    X : dask.array.Array of shape (n_samples, n_features)
+    path : str or os.PathLike
+        The Zarr group to write: a local path or an fsspec URL.
+    name : str, default='X'
+        The array's name in the group.
+    overwrite : bool, default=False
+    shard_rows : int, optional
+    storage_options : dict, optional
+
+    Returns
+    -------
+    Path or str
+        The absolute path of the store, or its URL.
+    """
+    return _write_arrays({name: model.impute(X)}, X, path, {"imputed_by": "daskgmm"},
+                         overwrite=overwrite, shard_rows=shard_rows,
+                         storage_options=storage_options, pass_name="gmm-impute-store")
+
+
+def _write_arrays(outputs: dict[str, da.Array], X: da.Array, path: str | os.PathLike,
+                  attributes: dict[str, Any], *, overwrite: bool, shard_rows: int | None,
+                  storage_options: dict[str, Any] | None, pass_name: str) -> Path | str:
+    """Store row-aligned lazy arrays in one new Zarr group, in one pass, put in place whole."""
+    import dask.array as da
+    import zarr
+
+    from .._passes import compute_pass
+
     if shard_rows is None:
         outputs = {name: _regular_rows(array) for name, array in outputs.items()}
         inner_rows = None
@@ -298,7 +345,7 @@ def write_predictions(
         outputs = {name: array.rechunk({0: shard_rows}) for name, array in outputs.items()}
     with atomic_store(path, overwrite, storage_options) as store:
         group = zarr.open_group(store, mode="w")
-        group.attrs.update({"producer": "daskgmm", "n_components": int(model.n_components)})
+        group.attrs.update({"producer": "daskgmm", **attributes})
         targets = []
         for name, array in outputs.items():
             chunks = tuple(c[0] for c in array.chunks)
@@ -313,7 +360,7 @@ def write_predictions(
         # dask annotates targets as numpy array-likes; it needs only __setitem__, as zarr.Array has.
         stores = da.store(list(outputs.values()), targets, lock=False,  # type: ignore[arg-type]
                           compute=False)
-        compute_pass(stores, "gmm-predict-store")
+        compute_pass(stores, pass_name)
     return output_location(path)
 
 

@@ -103,6 +103,7 @@ def make_mixture_zarr(
     overwrite: bool = False,
     progress: Callable[[int], Any] | None = None,
     storage_options: dict[str, Any] | None = None,
+    missing_fraction: float = 0.0,
 ) -> Path | str:
     """Write a synthetic Gaussian mixture to a Zarr group, chunk by chunk.
 
@@ -137,6 +138,9 @@ def make_mixture_zarr(
         Called with the number of rows of each chunk once it is written.
     storage_options : dict, optional
         fsspec options for a URL ``path`` (endpoint, credentials).
+    missing_fraction : float, default=0.0
+        Set this fraction of the entries of ``X`` to NaN, completely at
+        random (drawn per chunk from ``seed``); the true labels are kept.
 
     Returns
     -------
@@ -145,11 +149,14 @@ def make_mixture_zarr(
     """
     if min(n_samples, n_features, n_components, chunk_rows) < 1:
         raise ValueError("n_samples, n_features, n_components and chunk_rows must be positive.")
+    if not 0.0 <= missing_fraction < 1.0:
+        raise ValueError(f"missing_fraction must be in [0, 1), got {missing_fraction}.")
     spec = random_mixture(n_features, n_components, separation, seed)
     with atomic_store(path, overwrite, storage_options) as store:
         group = zarr.open_group(store, mode="w")
         group.attrs.update({"n_components": n_components, "seed": seed,
-                            "separation": separation, "offset": offset})
+                            "separation": separation, "offset": offset,
+                            "missing_fraction": missing_fraction})
         for name, value in (("weights", spec.weights), ("means", spec.means + offset),
                             ("covariances", spec.covariances)):
             group.create_array(name, data=value, compressors=checksummed_compressors(),
@@ -163,7 +170,11 @@ def make_mixture_zarr(
         for i, start in enumerate(range(0, n_samples, chunk_rows)):
             stop = min(start + chunk_rows, n_samples)
             rows, lab = draw_rows(spec, stop - start, np.random.default_rng([seed, i]))
-            X[start:stop] = (rows + offset).astype(dtype)
+            rows = rows + offset
+            if missing_fraction:
+                holes = np.random.default_rng([seed, i, 1]).random(rows.shape) < missing_fraction
+                rows[holes] = np.nan
+            X[start:stop] = rows.astype(dtype)
             labels[start:stop] = lab
             if progress is not None:
                 progress(stop - start)
