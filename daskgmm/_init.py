@@ -63,6 +63,7 @@ def filled_for_initialisation(data: Dataset, split_every: int) -> Dataset:
     from dataclasses import replace
 
     import dask.array as da
+    from dask.base import tokenize
 
     columns = run_pass(data, observed_columns_chunk, None, name="gmm-missing-columns",
                        split_every=split_every)
@@ -75,7 +76,7 @@ def filled_for_initialisation(data: Dataset, split_every: int) -> Dataset:
             "data: drop those columns.")
     means = columns["sum"] / columns["count"]
     filled = da.map_blocks(fill_block, data.array, means, dtype=data.array.dtype,
-                           name=f"gmm-fill-{data.array.name}")
+                           name=f"gmm-fill-{tokenize(data.array.name, means)}")
     return replace(data, array=filled)
 
 

@@ -92,8 +92,11 @@ class OnlineState:
 
 def online_step(batch: Dataset, current: EMResult, state: OnlineState | None, *,
                 reg_covar: float, learning_decay: float, learning_offset: float,
-                split_every: int) -> tuple[EMResult, OnlineState]:
+                split_every: int) -> tuple[EMResult, OnlineState | None]:
     """One step of online EM: the batch's E-step (one pass over it), blend, M-step.
+
+    A batch in which no row observed anything (all missing) takes no step:
+    ``current`` and ``state`` are returned as they are.
 
     Parameters
     ----------
@@ -119,6 +122,8 @@ def online_step(batch: Dataset, current: EMResult, state: OnlineState | None, *,
     step = 0 if state is None else state.step
     (stats,) = run_pass(batch, estep_chunk, (params,), name="gmm-online-estep",
                         split_every=split_every, combine=combine_many)
+    if stats["n"] == 0:  # no row observed anything (missing entries): nothing to learn
+        return current, state
     check_finite_stats(stats, covariance_type, iteration=step + 1, params=params)
     running = None
     if state is not None:

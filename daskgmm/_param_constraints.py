@@ -34,6 +34,10 @@ PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
 """Every constructor parameter by name: scikit-learn's ``GaussianMixture`` ones and ours."""
 
 
+#: Parameters added after model format version 1, with the value a file without them meant.
+ADDED_PARAMETER_DEFAULTS: dict[str, Any] = {"missing": "error"}
+
+
 def parameter_names() -> list[str]:
     """The constructor parameters, in declaration order."""
     return list(PARAMETER_CONSTRAINTS)

@@ -56,8 +56,12 @@ def parquet_files(path: str, storage_options: dict[str, Any] | None = None) -> l
 
 
 def read_row_groups(part: RowGroups, columns: tuple[str, ...], storage_options: dict[str, Any],
-                    protocol: str | None) -> np.ndarray:
-    """One chunk: ``part``'s row groups, ``columns`` in order, as a C-ordered float64 array."""
+                    protocol: str | None, nulls_as_nan: bool = False) -> np.ndarray:
+    """One chunk: ``part``'s row groups, ``columns`` in order, as a C-ordered float64 array.
+
+    A null is refused, naming the file and column, unless ``nulls_as_nan``
+    (for a model that marginalizes missing entries), which reads it as NaN.
+    """
     import fsspec
     import pyarrow.parquet as pq
 
@@ -67,10 +71,13 @@ def read_row_groups(part: RowGroups, columns: tuple[str, ...], storage_options: 
     block = np.empty((table.num_rows, len(columns)), dtype=np.float64)
     for j, name in enumerate(columns):
         column = table.column(name)
-        if column.null_count:
+        if column.null_count and not nulls_as_nan:
             raise ValueError(
                 f"{part.file}: column {name!r} has {column.null_count} null value(s) in row "
-                f"groups {list(part.groups)}; daskgmm fits complete rows only.")
+                f"groups {list(part.groups)}. To fit them as missing entries, use "
+                "missing='marginalize' (and open_parquet(..., nulls_as_nan=True)).")
+        if column.null_count:
+            column = column.cast("float64").fill_null(float("nan"))
         block[:, j] = column.to_numpy(zero_copy_only=False)
     if block.shape[0] != part.rows:
         raise ValueError(f"{part.file}: row groups {part.groups} hold {block.shape[0]} rows, "
@@ -79,7 +86,8 @@ def read_row_groups(part: RowGroups, columns: tuple[str, ...], storage_options: 
 
 
 def open_parquet(path: str | os.PathLike, columns: list[str] | None = None, *,
-                 chunk_rows: int = 262_144, **storage_options: Any) -> da.Array:
+                 chunk_rows: int = 262_144, nulls_as_nan: bool = False,
+                 **storage_options: Any) -> da.Array:
     """The numeric ``columns`` of Parquet data as a dask array chunked by rows.
 
     Parameters
@@ -93,6 +101,9 @@ def open_parquet(path: str | os.PathLike, columns: list[str] | None = None, *,
     chunk_rows : int, default=262,144
         Consecutive row groups of one file are put in one chunk until it
         would exceed this many rows; a larger row group is a chunk of its own.
+    nulls_as_nan : bool, default=False
+        Read nulls as NaN, the missing entries of ``missing='marginalize'``;
+        otherwise a chunk with a null fails, naming the file and column.
     **storage_options
         fsspec options for a URL.
 
@@ -164,9 +175,10 @@ def open_parquet(path: str | os.PathLike, columns: list[str] | None = None, *,
     if not parts or chosen is None:
         raise ValueError(f"The Parquet data at {path!r} have no rows.")
     name = "parquet-" + tokenize(path, files, chosen, [(p.file, p.groups) for p in parts],
-                                 [fs.modified(f) if not is_url(path) else None for f in files])
+                                 [fs.modified(f) if not is_url(path) else None for f in files],
+                                 nulls_as_nan)
     layer: dict[Any, Any] = {(name, i, 0): Task((name, i, 0), read_row_groups, part, chosen, storage_options,
-                                protocol)
+                                protocol, nulls_as_nan)
              for i, part in enumerate(parts)}
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[])
     chunks = (tuple(p.rows for p in parts), (len(chosen),))

@@ -19,6 +19,7 @@ from typing import Any
 
 from ._data import Dataset
 from ._em import EMResult, IterationInfo, run_em
+from ._param_constraints import ADDED_PARAMETER_DEFAULTS
 from ._params import GMMParams
 from ._passes import data_digest
 from .exceptions import CheckpointDataError, CheckpointParamsError
@@ -197,6 +198,8 @@ def check_params(path: str | os.PathLike, saved: Any, current: dict[str, Any]) -
         two values, and how to start afresh.
     """
     saved = saved if isinstance(saved, dict) else {}
+    # A parameter added since the checkpoint was written had its default then.
+    saved = {**ADDED_PARAMETER_DEFAULTS, **saved}
     differences = {name: (saved.get(name), value) for name, value in current.items()
                    if name not in RUN_OPTIONS and saved.get(name) != value}
     if not differences:

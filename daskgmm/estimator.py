@@ -633,7 +633,7 @@ of shape (n_samples, n_features)
         log_likelihood : float
         """
         ((total, n),) = _total_logliks([self], X, sample_weight)
-        return total / n
+        return total / _positive_weight(n)
 
     def information_criteria(self, X, sample_weight=None) -> dict[str, float]:
         """Log-likelihood, BIC and AIC of ``X`` under the model, from one pass.
@@ -915,12 +915,24 @@ def information_criteria_many(models, X, sample_weight=None) -> list[dict[str, f
         (the total weight), ``bic`` and ``aic``.
     """
     models = list(models)
+    if len({model.missing for model in models}) > 1:
+        raise ValueError("information_criteria_many: every model must have the same missing, "
+                         f"got {sorted({model.missing for model in models})}.")
     out = []
     for model, (total, n) in zip(models, _total_logliks(models, X, sample_weight), strict=True):
+        _positive_weight(n)
         p = n_parameters(model.n_components, model.n_features_in_, model.covariance_type)
         out.append({"log_likelihood": total / n, "n_samples": n,
                     **information_criteria(total, n, p)})
     return out
+
+
+def _positive_weight(n: float) -> float:
+    """The data's total weight, refused if zero: no row weighs anything, or observed anything."""
+    if n <= 0:
+        raise ValueError("The data have no weight to score: every row has weight zero, or "
+                         "(with missing='marginalize') no row has an observed entry.")
+    return n
 
 
 def _total_logliks(models: list[GaussianMixture], X, sample_weight) -> list[tuple[float, float]]:

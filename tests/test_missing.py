@@ -386,3 +386,83 @@ def test_online_em_and_partial_fit_marginalize_too():
     for start in range(0, len(X), 500):
         streamed.partial_fit(X[start : start + 500])
     assert streamed.n_iter_ == 4 and np.all(np.isfinite(streamed.predict_proba(X)))
+
+
+def test_parquet_nulls_are_missing_entries_when_marginalizing(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    from daskgmm import open_parquet
+
+    from .conftest import invoke
+
+    X = _hide(_mixture(600, seed=27)[0], 0.2)
+    table = pa.table({name: pa.array(X[:, j], from_pandas=True)  # NaN written as null
+                      for j, name in enumerate("abcd")})
+    assert table.column("a").null_count > 0
+    pq.write_table(table, tmp_path / "holes.parquet", row_group_size=200)
+    with pytest.raises(ValueError, match="null value.*missing='marginalize'"):
+        open_parquet(tmp_path / "holes.parquet").compute()
+    lazy = open_parquet(tmp_path / "holes.parquet", nulls_as_nan=True)
+    np.testing.assert_array_equal(np.isnan(lazy.compute()), np.isnan(X))
+    fit = dict(random_state=0, missing="marginalize", chunk_size=200)
+    from_parquet = GaussianMixture(K, **fit).fit(lazy)
+    np.testing.assert_allclose(from_parquet.means_, GaussianMixture(K, **fit).fit(X).means_,
+                               rtol=1e-9)
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"path": str(tmp_path / "holes.parquet"), "columns": list("abcd")},
+        "model": {"n_components": K, "random_state": 0, "missing": "marginalize"},
+        "output": {"model": str(tmp_path / "m.npz"), "imputed": str(tmp_path / "f.zarr")}}))
+    for command in ("fit", "impute"):
+        code, _, err = invoke([command, config], capsys)
+        assert code == 0, (command, err)
+    code, _, err = invoke(["impute", config, "--out", str(tmp_path / "holes.parquet"),
+                           "--overwrite"], capsys)
+    assert code == 2 and "would replace the data" in err  # never the input itself
+
+
+def test_impute_refuses_a_row_whose_likelihood_overflows():
+    from daskgmm.exceptions import NonFiniteError
+
+    X = _hide(_mixture(300, seed=28)[0], 0.2)
+    model = GaussianMixture(K, random_state=0, missing="marginalize").fit(X)
+    bad = X[:5].copy()
+    bad[3] = [1e200, np.nan, 0.0, 0.0]
+    with pytest.raises(NonFiniteError, match="row 3"):
+        model.impute(bad)
+
+
+def test_scoring_rows_that_observe_nothing_is_a_clear_error():
+    X = _hide(_mixture(300, seed=29)[0], 0.2)
+    model = GaussianMixture(K, random_state=0, missing="marginalize").fit(X)
+    empty = np.full((4, D), np.nan)
+    with pytest.raises(ValueError, match="no row has an observed entry"):
+        model.score(empty)
+    with pytest.raises(ValueError, match="no row has an observed entry"):
+        model.score(da.from_array(empty, chunks=2))
+    np.testing.assert_array_equal(model.score_samples(empty), 0.0)
+
+
+def test_an_online_batch_that_observes_nothing_takes_no_step():
+    X = _hide(_mixture(600, seed=30)[0], 0.2)
+    model = GaussianMixture(K, random_state=0, missing="marginalize").partial_fit(X)
+    means, n_iter = model.means_.copy(), model.n_iter_
+    model.partial_fit(np.full((50, D), np.nan))
+    np.testing.assert_array_equal(model.means_, means)
+    assert model.n_iter_ == n_iter
+    model.partial_fit(X)
+    assert model.n_iter_ == n_iter + 1 and np.all(np.isfinite(model.means_))
+
+
+def test_a_checkpoint_written_before_missing_existed_still_resumes(tmp_path):
+    from daskgmm.checkpoints import check_params
+    from daskgmm.persistence import encode_params
+
+    current = encode_params(GaussianMixture(K, random_state=0).get_params())
+    older = {name: value for name, value in current.items() if name != "missing"}
+    check_params(tmp_path / "old.npz", older, current)  # no difference: it meant "error"
+    with pytest.raises(Exception, match="missing"):
+        check_params(tmp_path / "old.npz", older,
+                     {**current, "missing": "marginalize"})

@@ -89,3 +89,16 @@ def test_benchmark_script_runs_at_tiny_sizes(tmp_path):
         by_case.setdefault((cells[1], cells[2]), set()).add(round(float(cells[10]), 4))
     assert all(len(values) == 1 for values in by_case.values()), by_case
     assert not list(tmp_path.glob("case-d-*"))  # the temporary data are gone
+
+
+def test_missing_benchmark_runs_at_tiny_sizes(tmp_path):
+    # Not a timed test: it keeps scripts/bench_missing.py from rotting.
+    result = subprocess.run(
+        ["python", str(SCRIPTS / "bench_missing.py"), "--rows", "3000", "--chunk-rows", "1000",
+         "--iterations", "2", "--covariance-types", "full,diag", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| full") or
+            line.startswith("| diag")]
+    assert len(rows) == 6 and all(row.count("|") == 7 for row in rows)
+    assert "scikit-learn on the same data: ValueError" in result.stdout

@@ -136,8 +136,12 @@ def _data_format(path: str, data_format: str = "auto") -> str:
 def _open_data(path: str, array: str | None, chunk_rows: int | None = None,
                allow_missing_chunks: bool = False, storage_options: dict | None = None,
                log_format: str = "text", data_format: str = "auto",
-               columns: list[str] | None = None, weight_column: str | None = None):
-    """The data as a validated row-chunked dask array (one warning if no checksum guards it)."""
+               columns: list[str] | None = None, weight_column: str | None = None,
+               missing: str = "error"):
+    """The data as a validated row-chunked dask array (one warning if no checksum guards it).
+
+    ``missing``: the model's; with ``marginalize``, Parquet nulls are read as NaN.
+    """
     from .._data import as_dataset
     from .._zarr import has_checksum, open_zarr_array
 
@@ -150,7 +154,8 @@ def _open_data(path: str, array: str | None, chunk_rows: int | None = None,
                            EXIT_CONFIG)
 
         with _data_errors():
-            data = as_dataset(open_parquet(path, columns, **(storage_options or {})))
+            data = as_dataset(open_parquet(path, columns, nulls_as_nan=missing == "marginalize",
+                                           **(storage_options or {})))
     elif _data_format(path, data_format) == "npy":
         from .._npy import open_npy
 
@@ -172,7 +177,8 @@ def _open_config_data(cfg, log_format: str):
     """The config's data (``data.*``), as :func:`_open_data` opens them."""
     return _open_data(cfg.data.path, cfg.data.array, cfg.data.chunk_rows,
                       cfg.data.allow_missing_chunks, cfg.data.storage_options, log_format,
-                      cfg.data.format, cfg.data.columns, cfg.data.sample_weight)
+                      cfg.data.format, cfg.data.columns, cfg.data.sample_weight,
+                      cfg.model.missing)
 
 
 @contextmanager
@@ -539,8 +545,14 @@ def _load_model_and_data(cfg, model_path, data_path, array, log_format="text"):
                    cfg.data.allow_missing_chunks if cfg else False,
                    cfg.data.storage_options if cfg else None, log_format=log_format,
                    data_format=cfg.data.format if cfg else "auto",
-                   columns=cfg.data.columns if cfg else None)
+                   columns=cfg.data.columns if cfg else None, missing=model.missing)
     return model, X
+
+
+def _same_or_inside(path: str, other: str) -> bool:
+    """Whether the store ``path`` is ``other`` or contains it (so that replacing it loses ``other``)."""
+    path, other = path.rstrip("/"), other.rstrip("/")
+    return other == path or other.startswith(path + "/")
 
 
 def _cluster_of(cfg):
@@ -635,6 +647,9 @@ def impute(config, overrides, model_path, data_path, array, out, overwrite, shar
     if not out:
         raise JobError("Give --out, or output.imputed in the config.", EXIT_CONFIG)
     out = absolute_path(out)
+    if _same_or_inside(out, data_path):
+        raise JobError(f"The imputed data would replace the data they are computed from "
+                       f"({data_path}): give another --out (output.imputed).", EXIT_CONFIG)
     overwrite = overwrite if overwrite is not None else (cfg.output.overwrite if cfg else False)
     storage_options = cfg.output_storage_options if cfg else None
     with _output_errors():  # before any work

@@ -321,7 +321,7 @@ def write_imputed(
     Path or str
         The absolute path of the store, or its URL.
     """
-    return _write_arrays({name: model.impute(X)}, X, path, {"imputed_by": "daskgmm"},
+    return _write_arrays({name: model.impute(X)}, X, path, {},
                          overwrite=overwrite, shard_rows=shard_rows,
                          storage_options=storage_options, pass_name="gmm-impute-store")
 
