@@ -13,6 +13,8 @@ refusing the data with NaN, as every GMM library but daskgmm does.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import platform
 import statistics
 import tempfile
@@ -51,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fractions", default="0,0.1,0.3")
     parser.add_argument("--covariance-types", default="full,tied,diag,spherical")
     parser.add_argument("--data-dir", default=None, help="where to write the Zarr data (temporary)")
+    parser.add_argument("--cluster", choices=["threads", "processes"], default="threads",
+                        help="dask's local scheduler (threads), or a LocalCluster of one "
+                             "single-threaded worker process per core")
     args = parser.parse_args(argv)
 
     import dask
@@ -70,16 +75,27 @@ def main(argv: list[str] | None = None) -> int:
     truth = tuple(np.asarray(zarr.open_array(str(stores[fractions[0]]), path=name, mode="r")[:])
                   for name in ("weights", "means", "covariances"))
 
+    where = ("dask's local scheduler (threads)" if args.cluster == "threads" else
+             "a LocalCluster of single-threaded worker processes, one per core")
     print(f"Machine: {platform.processor() or platform.machine()}, "
-          f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}; "
-          f"dask's local scheduler (threads), data streamed from Zarr on local disk.")
+          f"{os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"{where}, data streamed from Zarr on local disk.")
     print(f"N={args.rows:,}, D={args.features}, K={args.components}, chunks of "
           f"{args.chunk_rows:,} rows, {args.iterations} EM iterations from the true parameters; "
           "median seconds per iteration.\n")
     print("| covariance | missing entries | complete rows | s / iteration | vs complete data "
           "| mean log-lik |")
     print("|---|---|---|---|---|---|")
-    with dask.config.set(scheduler="threads"), single_threaded_blas:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(single_threaded_blas)
+        if args.cluster == "threads":
+            stack.enter_context(dask.config.set(scheduler="threads"))
+        else:
+            from distributed import Client, LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=os.cpu_count() or 1, threads_per_worker=1, dashboard_address=None))
+            stack.enter_context(Client(cluster))
         for covariance_type in args.covariance_types.split(","):
             base = None
             for fraction in fractions:
