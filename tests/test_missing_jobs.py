@@ -62,7 +62,7 @@ def test_fit_predict_and_impute_with_model_missing_marginalize(holes, capsys):
 
     code, out, err = invoke(["impute", config], capsys)
     assert code == 0, err
-    assert "imputed rows" in out
+    assert "Wrote imputed data for 3,000 rows" in out
     filled = zarr.open_group(str(folder / "filled.zarr"), mode="r")["X"]
     assert filled.chunks == (500, 3) and not np.isnan(filled[:]).any()
     np.testing.assert_allclose(filled[:], model.impute(X), rtol=1e-12)

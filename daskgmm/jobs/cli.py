@@ -549,6 +549,36 @@ def _load_model_and_data(cfg, model_path, data_path, array, log_format="text"):
     return model, X
 
 
+_model_and_data_options = [
+    click.option("--model", "model_path", help="Model file (default: output.model of CONFIG)."),
+    click.option("--data", "data_path", help="Zarr store with the data (default: data.path of CONFIG)."),
+    click.option("--array", help="Array inside the Zarr group (default: data.array of CONFIG)."),
+]
+
+
+def _with_model_and_data_options(command):
+    for option in reversed(_model_and_data_options):
+        command = option(command)
+    return command
+
+
+def _destination(cfg, out: str | None, key: str) -> str:
+    """``--out``, else the config's ``output.<key>``: made absolute, or a usage error if neither."""
+    from .._files import absolute_path
+
+    out = out or (getattr(cfg.output, key) if cfg else None)
+    if not out:
+        raise JobError(f"Give --out, or output.{key} in the config.", EXIT_CONFIG)
+    return absolute_path(out)
+
+
+def _report_rows_written(event: str, what: str, n_samples: int, out: str, seconds: float) -> None:
+    if _LOG_FORMAT["value"] == "json":
+        _log("json", event, n_samples=n_samples, out=out, seconds=round(seconds, 3))
+    else:
+        click.echo(f"Wrote {what} for {n_samples:,} rows to {out} in {seconds:.1f} s")
+
+
 def _same_or_inside(path: str, other: str) -> bool:
     """Whether the store ``path`` is ``other`` or contains it (so that replacing it loses ``other``)."""
     path, other = path.rstrip("/"), other.rstrip("/")
@@ -564,9 +594,7 @@ def _cluster_of(cfg):
 @main.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @_set_option
-@click.option("--model", "model_path", help="Model file (default: output.model of CONFIG).")
-@click.option("--data", "data_path", help="Zarr store with the data (default: data.path of CONFIG).")
-@click.option("--array", help="Array inside the Zarr group (default: data.array of CONFIG).")
+@_with_model_and_data_options
 @click.option("--out", help="Zarr store to write (default: output.predictions of CONFIG).")
 @click.option("--probabilities/--no-probabilities", default=None, help="Also write component probabilities.")
 @click.option("--log-likelihood/--no-log-likelihood", default=None, help="Also write per-sample log-likelihood.")
@@ -583,15 +611,11 @@ def predict(config, overrides, model_path, data_path, array, out, probabilities,
       daskgmm predict configs/demo.yaml --probabilities
       daskgmm predict --model model.npz --data data.zarr --array X --out pred.zarr
     """
-    from .._files import absolute_path
     from .cluster import connect
     from .outputs import check_output, write_predictions
 
     cfg, model_path, data_path, array = _resolve(config, overrides, model_path, data_path, array)
-    out = out or (cfg.output.predictions if cfg else None)
-    if not out:
-        raise JobError("Give --out, or output.predictions in the config.", EXIT_CONFIG)
-    out = absolute_path(out)
+    out = _destination(cfg, out, "predictions")
     pick = lambda flag, key: flag if flag is not None else (getattr(cfg.output, key) if cfg else False)  # noqa: E731
     storage_options = cfg.output_storage_options if cfg else None
     with _output_errors():  # before any work
@@ -608,19 +632,14 @@ def predict(config, overrides, model_path, data_path, array, out, probabilities,
                               overwrite=pick(overwrite, "overwrite"),
                               shard_rows=shard_rows or (cfg.output.shard_rows if cfg else None),
                               storage_options=storage_options)
-    seconds = time.perf_counter() - started
-    if _LOG_FORMAT["value"] == "json":
-        _log("json", "predictions", n_samples=int(X.shape[0]), out=out, seconds=round(seconds, 3))
-    else:
-        click.echo(f"Wrote predictions for {X.shape[0]:,} rows to {out} in {seconds:.1f} s")
+    _report_rows_written("predictions", "predictions", int(X.shape[0]), out,
+                         time.perf_counter() - started)
 
 
 @main.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @_set_option
-@click.option("--model", "model_path", help="Model file (default: output.model of CONFIG).")
-@click.option("--data", "data_path", help="Zarr store with the data (default: data.path of CONFIG).")
-@click.option("--array", help="Array inside the Zarr group (default: data.array of CONFIG).")
+@_with_model_and_data_options
 @click.option("--out", help="Zarr store to write (default: output.imputed of CONFIG).")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing store.")
 @click.option("--shard-rows", type=click.IntRange(min=1), default=None,
@@ -638,15 +657,11 @@ def impute(config, overrides, model_path, data_path, array, out, overwrite, shar
       daskgmm impute configs/missing.yaml
       daskgmm impute --model model.npz --data data.zarr --array X --out filled.zarr
     """
-    from .._files import absolute_path
     from .cluster import connect
     from .outputs import check_output, write_imputed
 
     cfg, model_path, data_path, array = _resolve(config, overrides, model_path, data_path, array)
-    out = out or (cfg.output.imputed if cfg else None)
-    if not out:
-        raise JobError("Give --out, or output.imputed in the config.", EXIT_CONFIG)
-    out = absolute_path(out)
+    out = _destination(cfg, out, "imputed")
     if _same_or_inside(out, data_path):
         raise JobError(f"The imputed data would replace the data they are computed from "
                        f"({data_path}): give another --out (output.imputed).", EXIT_CONFIG)
@@ -667,19 +682,14 @@ def impute(config, overrides, model_path, data_path, array, out, overwrite, shar
             write_imputed(model, X, out, overwrite=overwrite,
                           shard_rows=shard_rows or (cfg.output.shard_rows if cfg else None),
                           storage_options=storage_options)
-    seconds = time.perf_counter() - started
-    if _LOG_FORMAT["value"] == "json":
-        _log("json", "imputed", n_samples=int(X.shape[0]), out=out, seconds=round(seconds, 3))
-    else:
-        click.echo(f"Wrote {X.shape[0]:,} imputed rows to {out} in {seconds:.1f} s")
+    _report_rows_written("imputed", "imputed data", int(X.shape[0]), out,
+                         time.perf_counter() - started)
 
 
 @main.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @_set_option
-@click.option("--model", "model_path", help="Model file (default: output.model of CONFIG).")
-@click.option("--data", "data_path", help="Zarr store with the data.")
-@click.option("--array", help="Array inside the Zarr group.")
+@_with_model_and_data_options
 @_log_option
 def score(config, overrides, model_path, data_path, array, log_format):
     """Print the mean log-likelihood, BIC and AIC of a model on a data set (one pass).
