@@ -18,7 +18,7 @@ from ._missing import estep_stats_missing, rows_with_missing
 from ._mstep import m_step
 from ._params import GMMParams, compute_precision_cholesky
 from ._passes import run_pass, run_pass_with_digest
-from ._predict import log_likelihood_block
+from ._predict import log_likelihood_and_assignment_block
 from ._stats import Stats, combine_stats, estep_stats_many
 from .exceptions import NonFiniteError
 
@@ -146,28 +146,38 @@ def combine_many_quietly(parts: list[list[Stats]]) -> list[Stats]:
     return [combine_quietly([part[m] for part in parts]) for m in range(len(parts[0]))]
 
 
+def loglik_sums(block: np.ndarray, params: GMMParams, start: int,
+                weights: np.ndarray | None = None) -> dict[str, np.float64]:
+    """One model's sums over the rows of ``block``: ``loglik``, ``n`` and ``assignment``.
+
+    ``assignment`` is the sum of ``log max_k p(k | x)``, the classification
+    term of ICL. Sums are weighted by ``weights``; with missing entries
+    marginalized, a row with nothing observed carries no information and
+    weighs nothing.
+    """
+    if not np.isfinite(block).all():
+        check_finite_block(block, start, allow_nan=params.marginalize)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN rows are refused by name
+        log_prob_norm, assigned = log_likelihood_and_assignment_block(block, params, start)
+    if params.marginalize:
+        observed = (~np.isnan(block).all(axis=1)).astype(np.float64)
+        weights = observed if weights is None else weights * observed
+    if weights is None:
+        return {"loglik": np.float64(log_prob_norm.sum()), "n": np.float64(block.shape[0]),
+                "assignment": np.float64(assigned.sum())}
+    return {"loglik": np.float64(log_prob_norm @ weights), "n": np.float64(weights.sum()),
+            "assignment": np.float64(assigned @ weights)}
+
+
 def loglik_chunk(block: np.ndarray, models: tuple[GMMParams, ...], start: int,
                  weights: np.ndarray | None = None) -> list[dict]:
-    """Sums of (weighted) per-row log-likelihoods of one chunk, one per model (``gmm-score``)."""
-    out = []
-    for params in models:
-        if not np.isfinite(block).all():
-            check_finite_block(block, start, allow_nan=params.marginalize)
-        with np.errstate(invalid="ignore", over="ignore"):  # NaN rows are refused by name
-            log_prob_norm = log_likelihood_block(block, params, start)
-        if params.marginalize:  # a row with nothing observed carries no information
-            observed = ~np.isnan(block).all(axis=1)
-            w = observed.astype(np.float64) if weights is None else weights * observed
-            total, n = log_prob_norm @ w, w.sum()
-        else:
-            total = log_prob_norm.sum() if weights is None else log_prob_norm @ weights
-            n = block.shape[0] if weights is None else weights.sum()
-        out.append({"loglik": np.float64(total), "n": np.float64(n)})
-    return out
+    """:func:`loglik_sums` of one chunk for every model of the pass (``gmm-score``)."""
+    return [loglik_sums(block, params, start, weights) for params in models]
 
 
 def total_loglik(data: Dataset, models: Sequence[GMMParams], split_every: int) -> list[dict]:
-    """One pass: each model's summed (weighted) log-likelihood ``loglik`` and weight ``n``."""
+    """One pass: each model's summed (weighted) log-likelihood ``loglik``, weight ``n`` and
+    classification term ``assignment`` (see :func:`loglik_sums`)."""
     return run_pass(data, loglik_chunk, tuple(models), name="gmm-score", split_every=split_every,
                     combine=combine_many)
 

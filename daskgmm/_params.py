@@ -252,8 +252,9 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
     return int(covariance_parameters + d * k + k - 1)
 
 
-def information_criteria(total_loglik: float, n_samples: float, n_params: int) -> dict[str, float]:
-    """BIC and AIC from a summed log-likelihood: the one place of both formulas.
+def information_criteria(total_loglik: float, n_samples: float, n_params: int,
+                         assignment: float | None = None) -> dict[str, float]:
+    """BIC, AIC and ICL from a summed log-likelihood: the one place of their formulas.
 
     Parameters
     ----------
@@ -263,11 +264,21 @@ def information_criteria(total_loglik: float, n_samples: float, n_params: int) -
         The number of rows, or the total weight.
     n_params : int
         From :func:`n_parameters`.
+    assignment : float, optional
+        The (weighted) sum over the rows of ``log max_k p(k | x)``: the
+        log-likelihood of the hard classification under the posterior.
 
     Returns
     -------
     dict
-        ``bic = -2 log L + p log n`` and ``aic = -2 log L + 2 p``; lower is better.
+        ``bic = -2 log L + p log n`` and ``aic = -2 log L + 2 p``, and with
+        ``assignment`` the integrated completed likelihood ``icl = bic - 2
+        assignment`` (Biernacki, Celeux and Govaert, 2000, as mclust computes
+        it: BIC penalised by the entropy of the hard classification); lower
+        is better for each.
     """
-    return {"bic": float(-2 * total_loglik + n_params * np.log(n_samples)),
-            "aic": float(-2 * total_loglik + 2 * n_params)}
+    bic = float(-2 * total_loglik + n_params * np.log(n_samples))
+    out = {"bic": bic, "aic": float(-2 * total_loglik + 2 * n_params)}
+    if assignment is not None:
+        out["icl"] = float(bic - 2 * assignment)
+    return out

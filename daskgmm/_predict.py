@@ -95,6 +95,24 @@ def log_likelihood_block(X: np.ndarray, params: GMMParams, start: int = 0) -> np
     return out
 
 
+def log_likelihood_and_assignment_block(X: np.ndarray, params: GMMParams, start: int = 0,
+                                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row log-likelihood and log-probability of the most probable component, (n_rows,) each.
+
+    The second is ``log max_k p(k | x)``, the row's term of the classification
+    likelihood that ICL adds to BIC; 0 for a row whose density is zero (its
+    log-likelihood, ``-inf``, already decides every criterion).
+    """
+    log_lik = np.empty(X.shape[0])
+    assigned = np.empty(X.shape[0])
+    for rows, log_prob_norm, log_resp in _checked_log_prob_resp(X, params, start, need_resp=False):
+        log_lik[rows] = log_prob_norm
+        with np.errstate(invalid="ignore"):
+            best = log_resp.max(axis=1)
+        assigned[rows] = np.where(np.isfinite(log_prob_norm), best, 0.0)
+    return log_lik, assigned
+
+
 def labels_block(X: np.ndarray, params: GMMParams, start: int = 0) -> np.ndarray:
     """Most probable component of each row, shape (n_rows,)."""
     out = np.empty(X.shape[0], dtype=np.int64)

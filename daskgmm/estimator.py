@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names, check_is_fitted, validate_data
 
 from ._data import Dataset, as_dataset, as_sample_weight, input_is_lazy, is_dask_dataframe
-from ._em import EMResult, IterationInfo, run_em_many, total_loglik
+from ._em import EMResult, IterationInfo, loglik_sums, run_em_many, total_loglik
 from ._init import InitRequest, UserInit, filled_for_initialisation, initial_parameters_many
 from ._missing import impute_block
 from ._online import online_step, run_online_em
@@ -632,11 +632,11 @@ of shape (n_samples, n_features)
         -------
         log_likelihood : float
         """
-        ((total, n),) = _total_logliks([self], X, sample_weight)
+        ((total, n, _),) = _total_logliks([self], X, sample_weight)
         return total / _positive_weight(n)
 
     def information_criteria(self, X, sample_weight=None) -> dict[str, float]:
-        """Log-likelihood, BIC and AIC of ``X`` under the model, from one pass.
+        """Log-likelihood, BIC, AIC and ICL of ``X`` under the model, from one pass.
 
         Parameters
         ----------
@@ -649,7 +649,7 @@ of shape (n_samples, n_features)
         -------
         dict
             ``log_likelihood`` (mean per unit weight, as :meth:`score`),
-            ``n_samples``, ``bic`` and ``aic``.
+            ``n_samples``, ``bic``, ``aic`` and ``icl`` (see :meth:`icl`).
         """
         return information_criteria_many([self], X, sample_weight)[0]
 
@@ -680,6 +680,26 @@ of shape (n_samples, n_features)
             ``-2 log L + 2 p``.
         """
         return self.information_criteria(X)["aic"]
+
+    def icl(self, X, sample_weight=None) -> float:
+        """Integrated completed likelihood criterion on ``X`` (one pass); lower is better.
+
+        BIC penalised by the entropy of the hard classification, as mclust
+        computes it (Biernacki, Celeux and Govaert, 2000): a mixture whose
+        components overlap pays for the rows it cannot assign clearly, so ICL
+        prefers well-separated clusters where BIC prefers the best density.
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, zarr.Array or path of shape (n_samples, n_features)
+        sample_weight : array-like, dask.array.Array, zarr.Array or path of shape (n_samples,), optional
+
+        Returns
+        -------
+        icl : float
+            ``BIC - 2 sum_n log max_k p(k | x_n)``.
+        """
+        return self.information_criteria(X, sample_weight)["icl"]
 
     def sample(self, n_samples: int = 1):
         """Draw samples from the fitted mixture, as scikit-learn's ``sample`` does.
@@ -912,18 +932,19 @@ def information_criteria_many(models, X, sample_weight=None) -> list[dict[str, f
     -------
     list of dict
         Per model: ``log_likelihood`` (mean per unit weight), ``n_samples``
-        (the total weight), ``bic`` and ``aic``.
+        (the total weight), ``bic``, ``aic`` and ``icl``.
     """
     models = list(models)
     if len({model.missing for model in models}) > 1:
         raise ValueError("information_criteria_many: every model must have the same missing, "
                          f"got {sorted({model.missing for model in models})}.")
     out = []
-    for model, (total, n) in zip(models, _total_logliks(models, X, sample_weight), strict=True):
+    for model, (total, n, assignment) in zip(models, _total_logliks(models, X, sample_weight),
+                                             strict=True):
         _positive_weight(n)
         p = n_parameters(model.n_components, model.n_features_in_, model.covariance_type)
         out.append({"log_likelihood": total / n, "n_samples": n,
-                    **information_criteria(total, n, p)})
+                    **information_criteria(total, n, p, assignment)})
     return out
 
 
@@ -935,8 +956,10 @@ def _positive_weight(n: float) -> float:
     return n
 
 
-def _total_logliks(models: list[GaussianMixture], X, sample_weight) -> list[tuple[float, float]]:
-    """Each model's summed (weighted) log-likelihood of ``X`` and the total weight, one pass."""
+def _total_logliks(models: list[GaussianMixture], X, sample_weight,
+                   ) -> list[tuple[float, float, float]]:
+    """Each model's summed (weighted) log-likelihood of ``X``, the total weight, and the sum
+    of ``log max_k p(k | x)`` (ICL's classification term), from one pass."""
     params = [model._fitted_params() for model in models]
     first = models[0]
     if not _is_out_of_core_input(X):
@@ -947,22 +970,15 @@ def _total_logliks(models: list[GaussianMixture], X, sample_weight) -> list[tupl
         weights = None
         if sample_weight is not None:
             weights = as_sample_weight(sample_weight, (X.shape[0],)).compute()
-        if first.missing == "marginalize":  # a row with nothing observed carries no information
-            observed = (~np.isnan(X).all(axis=1)).astype(np.float64)
-            weights = observed if weights is None else weights * observed
-        n = float(X.shape[0] if weights is None else weights.sum())
-        totals = []
-        for p in params:
-            log_prob = log_likelihood_block(X, p)
-            totals.append(float(log_prob.sum() if weights is None else log_prob @ weights))
-        return [(total, n) for total in totals]
-    for model in models:
-        _check_lazy_feature_names(model, X, reset=False)
-    data = as_dataset(X, first.chunk_size).with_weights(sample_weight)
-    for model in models:
-        model._check_n_features(data.n_features)
-    results = total_loglik(data, params, first.split_every)
-    return [(float(r["loglik"]), float(r["n"])) for r in results]
+        results = [loglik_sums(X, p, 0, weights) for p in params]
+    else:
+        for model in models:
+            _check_lazy_feature_names(model, X, reset=False)
+        data = as_dataset(X, first.chunk_size).with_weights(sample_weight)
+        for model in models:
+            model._check_n_features(data.n_features)
+        results = total_loglik(data, params, first.split_every)
+    return [(float(r["loglik"]), float(r["n"]), float(r["assignment"])) for r in results]
 
 
 def _check_fit_data(data: Dataset, n_components: int) -> None:

@@ -317,6 +317,7 @@ class SelectionRow(_Section):
     log_likelihood: float
     bic: float
     aic: float
+    icl: float | None = None  # absent in tables of earlier releases
     n_iter: NonNegativeInt
     converged: bool
 
@@ -324,7 +325,7 @@ class SelectionRow(_Section):
 class SelectionSection(_Section):
     """How ``daskgmm select`` chose the model, and its table."""
 
-    criterion: Literal["bic", "aic"]
+    criterion: Literal["bic", "aic", "icl"]
     table: Annotated[list[SelectionRow], Field(min_length=1)]
 
 

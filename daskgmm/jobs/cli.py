@@ -736,7 +736,9 @@ def _parse_int_list(text: str) -> list[int]:
               help="Values to try: a list and/or ranges, e.g. 2-9 or 2,4,8.")
 @click.option("--covariance-types", default="full", show_default=True,
               help="Comma-separated covariance types to try.")
-@click.option("--criterion", type=click.Choice(["bic", "aic"]), default="bic", show_default=True)
+@click.option("--criterion", type=click.Choice(["bic", "aic", "icl"]), default="bic", show_default=True,
+              help="BIC, AIC, or ICL (BIC penalised by the entropy of the hard classification: "
+                   "prefers well-separated clusters).")
 @click.option("--table", "table_path", help="Write the table here (.csv or .json).")
 @click.option("--overwrite", is_flag=True, default=None,
               help="Replace an existing model file and table.")
@@ -800,7 +802,7 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
         for model, score in zip(models, scores, strict=True):
             row = {"n_components": model.n_components, "covariance_type": model.covariance_type,
                    "log_likelihood": score["log_likelihood"], "bic": score["bic"],
-                   "aic": score["aic"], "n_iter": int(model.n_iter_),
+                   "aic": score["aic"], "icl": score["icl"], "n_iter": int(model.n_iter_),
                    "converged": bool(model.converged_)}
             rows.append(row)
             _log(log_format, "candidate", **row)
@@ -821,12 +823,14 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
 
 
 def _format_table(rows: list[dict], criterion: str, best: dict) -> str:
-    head = f"{'n_components':>12} {'covariance':>10} {'log-lik':>12} {'BIC':>14} {'AIC':>14} {'iters':>5} {'conv':>5}"
+    head = (f"{'n_components':>12} {'covariance':>10} {'log-lik':>12} {'BIC':>14} {'AIC':>14} "
+            f"{'ICL':>14} {'iters':>5} {'conv':>5}")
     lines = [head]
     for r in rows:
         mark = "  <- best" if r is best else ""
         lines.append(f"{r['n_components']:>12} {r['covariance_type']:>10} {r['log_likelihood']:>12.5f} "
-                     f"{r['bic']:>14.2f} {r['aic']:>14.2f} {r['n_iter']:>5} {str(r['converged']):>5}{mark}")
+                     f"{r['bic']:>14.2f} {r['aic']:>14.2f} {r['icl']:>14.2f} {r['n_iter']:>5} "
+                     f"{str(r['converged']):>5}{mark}")
     return "\n".join(lines)
 
 

@@ -89,6 +89,9 @@ def draw_selection(selection: dict) -> Figure:
                          label=f"BIC {ct}", zorder=2)
         ax.plot(ks, [r["aic"] for r in rows], ls="--", marker="x", markersize=9, color=bic.get_color(),
                 alpha=0.8, label=f"AIC {ct}", zorder=3)
+        if all(r.get("icl") is not None for r in rows):  # tables of earlier releases have none
+            ax.plot(ks, [r["icl"] for r in rows], ls=":", marker="+", markersize=10,
+                    color=bic.get_color(), alpha=0.8, label=f"ICL {ct}", zorder=3)
     chosen = min(table, key=lambda r: r[criterion])
     ax.plot([chosen["n_components"]], [chosen[criterion]], marker="o", markersize=16, fillstyle="none",
             color="black", lw=0, mew=2, zorder=4, gid="chosen",
