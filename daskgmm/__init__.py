@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
+    "BayesianGaussianMixture": ".bayesian",
     "Checkpoint": ".checkpoints",
     "CheckpointDataError": ".exceptions",
     "CheckpointMismatchError": ".exceptions",
@@ -43,6 +44,7 @@ _PUBLIC = {
 }
 
 __all__ = [
+    "BayesianGaussianMixture",
     "Checkpoint",
     "CheckpointDataError",
     "CheckpointMismatchError",
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
     from ._npy import open_npy
     from ._parquet import open_parquet
     from ._zarr import open_zarr_array
+    from .bayesian import BayesianGaussianMixture
     from .callbacks import ProgressLog
     from .checkpoints import Checkpoint
     from .estimator import GaussianMixture, fit_many, load_model, save_model

@@ -1,0 +1,149 @@
+"""BayesianGaussianMixture: scikit-learn's variational estimator, one pass per iteration.
+
+Parity is shown from identical initial responsibilities: both estimators start from the posterior
+that scikit-learn's ``_initialize`` makes of the same responsibilities.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import dask.array as da
+import numpy as np
+import pytest
+from sklearn.mixture import BayesianGaussianMixture as SklearnBGMM
+from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
+
+from daskgmm import _variational as vb
+from daskgmm.bayesian import BayesianGaussianMixture
+
+from .conftest import COVARIANCE_TYPES
+
+PRIOR_TYPES = ["dirichlet_process", "dirichlet_distribution"]
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _mixture(n_per: int = 250, seed: int = 0, offset: float = 1000.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0, 0.0], [5.0, 5.0, 0.0], [-5.0, 0.0, 5.0]])
+    X = np.concatenate([rng.normal(size=(n_per, 3)) + c for c in centres]) + offset
+    return X[rng.permutation(len(X))]
+
+
+def _resp(n: int, k: int, seed: int = 1) -> np.ndarray:
+    resp = np.random.RandomState(seed).uniform(size=(n, k))
+    return resp / resp.sum(axis=1, keepdims=True)
+
+
+class _SklearnFromResp(SklearnBGMM):
+    """scikit-learn's estimator started from given responsibilities."""
+
+    start_resp: np.ndarray
+
+    def _initialize_parameters(self, X, random_state, xp=None):
+        self._initialize(X, self.start_resp)
+
+
+class _DaskgmmFromResp(BayesianGaussianMixture):
+    """daskgmm's estimator started from the posterior of the same responsibilities."""
+
+    start_resp: np.ndarray
+    start_X: np.ndarray
+
+    def _initial_posteriors(self, data, priors):
+        nk, xk, sk = _estimate_gaussian_parameters(self.start_X, self.start_resp, self.reg_covar,
+                                                   self.covariance_type)
+        return [vb.update(priors, nk, xk, sk, self.covariance_type)]
+
+
+def _pair(X, covariance_type, prior_type, **kwargs):
+    kw = dict(n_components=6, covariance_type=covariance_type,
+              weight_concentration_prior_type=prior_type, max_iter=15, tol=1e-10, **kwargs)
+    resp = _resp(len(X), 6)
+    sk = _SklearnFromResp(**kw)
+    sk.start_resp = resp
+    ours = _DaskgmmFromResp(**kw, chunk_size=97)
+    ours.start_resp, ours.start_X = resp, X
+    return sk, ours
+
+
+ATTRIBUTES = ["weights_", "means_", "covariances_", "precisions_cholesky_", "mean_precision_",
+              "degrees_of_freedom_", "lower_bound_", "mean_prior_", "covariance_prior_",
+              "degrees_of_freedom_prior_", "weight_concentration_prior_"]
+
+
+@pytest.mark.parametrize("prior_type", PRIOR_TYPES)
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_parity_with_scikit_learn_from_identical_initial_responsibilities(covariance_type,
+                                                                          prior_type):
+    X = _mixture()
+    sk, ours = _pair(X, covariance_type, prior_type)
+    sk.fit(X)
+    for data in (X, da.from_array(X, chunks=(97, 3))):  # numpy; a dask array of 8 chunks
+        ours.fit(data)
+        assert ours.n_iter_ == sk.n_iter_
+        for name in ATTRIBUTES:
+            np.testing.assert_allclose(getattr(ours, name), getattr(sk, name), rtol=1e-6,
+                                       atol=1e-9, err_msg=name)
+        for ours_part, sk_part in zip(np.atleast_2d(ours.weight_concentration_),
+                                      np.atleast_2d(sk.weight_concentration_), strict=True):
+            np.testing.assert_allclose(ours_part, sk_part, rtol=1e-6)
+        np.testing.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), rtol=1e-6,
+                                   atol=1e-9)
+        np.testing.assert_allclose(ours.score_samples(X), sk.score_samples(X), rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_lower_bound_never_decreases(seed):
+    X = _mixture(150, seed=seed, offset=0.0)
+    model = BayesianGaussianMixture(n_components=8, covariance_type=COVARIANCE_TYPES[seed],
+                                    weight_concentration_prior_type=PRIOR_TYPES[seed % 2],
+                                    random_state=seed, max_iter=40, tol=0.0, chunk_size=100)
+    model.fit(X)
+    bounds = np.array(model.lower_bounds_)
+    assert len(bounds) == 40
+    assert np.all(np.diff(bounds) >= -1e-9 * np.abs(bounds[1:])), np.diff(bounds)
+
+
+@pytest.mark.parametrize("prior_type", PRIOR_TYPES)
+def test_the_data_switch_off_the_components_they_do_not_need(prior_type):
+    X = _mixture(1000, seed=5, offset=0.0)
+    model = BayesianGaussianMixture(n_components=10, weight_concentration_prior_type=prior_type,
+                                    weight_concentration_prior=1e-3, random_state=0,
+                                    max_iter=500, chunk_size=500).fit(da.from_array(X, 500))
+    top3 = np.sort(model.weights_)[-3:].sum()
+    print(prior_type, np.round(np.sort(model.weights_)[::-1], 4))
+    assert top3 >= 0.99
+
+
+def test_the_data_driven_priors_take_one_pass_and_equal_numpys():
+    X = _mixture(300, seed=6)
+    model = BayesianGaussianMixture(n_components=3, max_iter=1, random_state=0)
+    model.fit(da.from_array(X, chunks=(77, 3)))
+    np.testing.assert_allclose(model.mean_prior_, X.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(model.covariance_prior_, np.cov(X.T), rtol=1e-9)
+
+
+def test_the_constructor_contains_scikit_learns_signature_and_to_sklearn_predicts_the_same():
+    import inspect
+
+    ours = inspect.signature(BayesianGaussianMixture).parameters
+    for name, parameter in inspect.signature(SklearnBGMM).parameters.items():
+        assert name in ours and ours[name].default == parameter.default, name
+    X = _mixture(200, seed=7, offset=0.0)
+    model = BayesianGaussianMixture(n_components=4, random_state=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_allclose(model.to_sklearn().predict_proba(X), model.predict_proba(X),
+                                   rtol=1e-9, atol=1e-12)
+
+
+def test_sklearn_check_estimator_passes():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    results = check_estimator(BayesianGaussianMixture(), on_fail=None)
+    failed = [(r["check_name"], r["exception"]) for r in results if r["status"] == "failed"]
+    assert not failed
+    assert sum(r["status"] == "passed" for r in results) >= 40
+    model = BayesianGaussianMixture()
+    assert not hasattr(model, "partial_fit") and not hasattr(model, "bic")  # as scikit-learn's
