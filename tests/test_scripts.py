@@ -102,3 +102,14 @@ def test_missing_benchmark_runs_at_tiny_sizes(tmp_path):
             line.startswith("| diag")]
     assert len(rows) == 6 and all(row.count("|") == 7 for row in rows)
     assert "scikit-learn on the same data: ValueError" in result.stdout
+
+
+def test_bayesian_benchmark_runs_at_tiny_sizes():
+    # Not a timed test: it keeps scripts/bench_bayesian.py from rotting.
+    result = subprocess.run(
+        ["python", str(SCRIPTS / "bench_bayesian.py"), "--rows", "2000", "--repeats", "1",
+         "--iterations", "2", "--covariance-types", "diag"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| diag")]
+    assert [row.split("|")[2].strip() for row in rows] == ["daskgmm", "sklearn"]
