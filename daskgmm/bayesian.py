@@ -163,7 +163,10 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
             data = self._fit_dataset(X).with_weights(sample_weight)
             data = _persisted(data, self.persist)
             priors = self._priors(data)
-            self._best_fit(data, priors, list(callbacks))
+            callbacks = list(callbacks)
+            if self.verbose:
+                callbacks.append(self._verbose_callback())
+            self._best_fit(data, priors, callbacks)
         return self
 
     def _priors(self, data: Dataset) -> vb.Priors:

@@ -147,3 +147,11 @@ def test_sklearn_check_estimator_passes():
     assert sum(r["status"] == "passed" for r in results) >= 40
     model = BayesianGaussianMixture()
     assert not hasattr(model, "partial_fit") and not hasattr(model, "bic")  # as scikit-learn's
+
+
+def test_verbose_prints_iterations_as_scikit_learn_does(capsys):
+    X = _mixture(100, seed=8, offset=0.0)
+    BayesianGaussianMixture(n_components=3, random_state=0, max_iter=4, tol=0.0, verbose=2,
+                            verbose_interval=2).fit(X)
+    out = capsys.readouterr().out
+    assert "Iteration 2" in out and "Iteration 4" in out and "Iteration 3" not in out
