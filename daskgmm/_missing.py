@@ -37,12 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._density import logsumexp_rows
-from ._params import GMMParams, _global_centre
+from ._density import _LOG_2PI, logsumexp_rows
+from ._params import GMMParams, _global_centre, covariances_from_cholesky
 from ._stats import Stats, combine_stats, empty_stats
 from .exceptions import NonFiniteError
-
-_LOG_2PI = np.log(2 * np.pi)
 
 #: Floats in one (rows, K, D) array of the missing-data kernels: 16 MiB. Larger blocks
 #: share each pattern's factorisations among more rows.
@@ -51,30 +49,6 @@ _BLOCK_FLOATS = 2**21
 
 def _rows_per_block(params: GMMParams) -> int:
     return max(256, _BLOCK_FLOATS // (params.n_components * params.n_features))
-
-
-def covariances_of(params: GMMParams) -> np.ndarray:
-    """The covariances of ``params``, from its precision Cholesky factors.
-
-    With ``U`` the factor (``U U^T`` the precision), the covariance is
-    ``U^-T U^-1``.
-
-    Parameters
-    ----------
-    params : GMMParams
-
-    Returns
-    -------
-    ndarray
-        (K, D, D) for ``full``, (D, D) for ``tied``, (K, D) variances for
-        ``diag``, (K,) for ``spherical``.
-    """
-    factors = params.precisions_cholesky
-    if params.covariance_type in ("diag", "spherical"):
-        return 1.0 / factors**2
-    eye = np.eye(factors.shape[-1])
-    inverse = np.linalg.solve(factors, eye)  # U^-1, stacked for full
-    return np.swapaxes(inverse, -1, -2) @ inverse
 
 
 def observed_columns_chunk(block: np.ndarray, params: None, start: int) -> dict[str, np.ndarray]:
@@ -206,7 +180,7 @@ def log_prob_resp_missing(X: np.ndarray, params: GMMParams) -> tuple[np.ndarray,
     log_resp : ndarray of shape (n, K)
     """
     X = np.asarray(X, dtype=np.float64)
-    covariances = covariances_of(params)
+    covariances = covariances_from_cholesky(params.precisions_cholesky, params.covariance_type)
     weighted = np.empty((X.shape[0], params.n_components))
     step = _rows_per_block(params)
     for first in range(0, X.shape[0], step):
@@ -262,7 +236,7 @@ def impute_block(X: np.ndarray, params: GMMParams, start: int = 0) -> np.ndarray
     """
     X = np.asarray(X, dtype=np.float64)
     out = X.copy()
-    covariances = covariances_of(params)
+    covariances = covariances_from_cholesky(params.precisions_cholesky, params.covariance_type)
     log_weights = _log_weights(params)
     incomplete = np.flatnonzero(rows_with_missing(X))
     step = _rows_per_block(params)
@@ -308,7 +282,7 @@ def estep_stats_missing(X: np.ndarray, params: GMMParams,
     if not keep.all():
         X = X[keep]
         sample_weight = None if sample_weight is None else sample_weight[keep]
-    covariances = covariances_of(params)
+    covariances = covariances_from_cholesky(params.precisions_cholesky, params.covariance_type)
     block_stats = _diagonal_stats if params.covariance_type in ("diag", "spherical") \
         else _general_stats
     parts = [empty_stats(params.n_components, X.shape[1], params.covariance_type)]

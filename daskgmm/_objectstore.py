@@ -36,15 +36,17 @@ since 2024, MinIO, moto, fsspec's memory and local file systems).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ._files import _TEMPORARY, _host, _process_is_alive
+from ._files import _TEMPORARY, _host, _process_is_alive, atomic_write_bytes, is_url
 from .exceptions import OutputError, OutputExistsError
 
 if TYPE_CHECKING:
@@ -146,6 +148,35 @@ def put_object(url: str, data: bytes, *, overwrite: bool,
         fs.pipe_file(path, data, mode="overwrite" if overwrite else "create")
     except FileExistsError:
         raise _exists(url) from None
+
+
+def write_file(path: str | os.PathLike, write: Callable[[BinaryIO], object], *,
+               overwrite: bool, storage_options: dict[str, Any] | None = None) -> Path | str:
+    """Write a file whole: at a local path by :func:`daskgmm._files.atomic_write_bytes`, at an
+    fsspec URL in one PUT (:func:`put_object`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    write : callable
+        Writes the contents to the binary file it is given.
+    overwrite : bool
+        Replace a file at ``path``; otherwise refuse it, even one that appeared meanwhile.
+    storage_options : dict, optional
+        fsspec options for a URL.
+
+    Returns
+    -------
+    Path or str
+        The absolute path, or the URL.
+    """
+    if not is_url(path):
+        return atomic_write_bytes(path, write, overwrite=overwrite)
+    buffer = io.BytesIO()
+    write(buffer)
+    put_object(os.fspath(path), buffer.getvalue(), overwrite=overwrite,
+               storage_options=storage_options)
+    return os.fspath(path)
 
 
 def get_object(url: str, storage_options: dict[str, Any] | None = None) -> bytes:

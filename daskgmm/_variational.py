@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
+from ._density import _LOG_2PI
 from ._params import (
     GMMParams,
     _global_centre,
@@ -31,8 +32,6 @@ from ._params import (
     precisions_from_cholesky,
 )
 from ._stats import Stats
-
-_LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,8 @@ from pydantic import (
     model_validator,
 )
 
-from ._files import atomic_write_bytes, is_url
-from ._objectstore import get_object, put_object
+from ._files import is_url
+from ._objectstore import get_object, write_file
 from ._param_constraints import (
     accepts_bool,
     parameter_names,
@@ -742,13 +742,8 @@ def write_model_file(path: str | os.PathLike, arrays: dict, metadata: dict, *,
     blob = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
     payload: dict[str, Any] = {"__metadata__": blob,
                                **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}}
-    if is_url(path):
-        buffer = io.BytesIO()
-        np.savez(buffer, **payload)
-        put_object(os.fspath(path), buffer.getvalue(), overwrite=overwrite,
-                   storage_options=storage_options)
-        return os.fspath(path)
-    return atomic_write_bytes(path, lambda f: np.savez(f, **payload), overwrite=overwrite)
+    return write_file(path, lambda f: np.savez(f, **payload), overwrite=overwrite,
+                      storage_options=storage_options)
 
 
 def read_model_file(path: str | os.PathLike,

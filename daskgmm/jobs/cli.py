@@ -835,8 +835,7 @@ def _format_table(rows: list[dict], criterion: str, best: dict) -> str:
 
 
 def _write_table(rows: list[dict], path: str, overwrite: bool, storage_options: dict) -> None:
-    from .._files import atomic_write_bytes, is_url
-    from .._objectstore import put_object
+    from .._objectstore import write_file
 
     if path.endswith(".json"):
         data = json.dumps(rows, indent=2).encode()
@@ -846,10 +845,7 @@ def _write_table(rows: list[dict], path: str, overwrite: bool, storage_options: 
         writer.writeheader()
         writer.writerows(rows)
         data = buffer.getvalue().encode()
-    if is_url(path):
-        put_object(path, data, overwrite=overwrite, storage_options=storage_options)
-    else:
-        atomic_write_bytes(path, lambda f: f.write(data), overwrite=overwrite)
+    write_file(path, lambda f: f.write(data), overwrite=overwrite, storage_options=storage_options)
 
 
 @main.command("make-data")
