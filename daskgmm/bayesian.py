@@ -248,10 +248,10 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
                         callbacks: list) -> tuple[float, vb.Posterior, list[float], bool]:
         prior_type = self.weight_concentration_prior_type
         lower, bounds, converged = -np.inf, [], False
+        params = vb.estep_params(post, self.covariance_type, prior_type)
         for n_iter in range(1, self.max_iter + 1):
             started = time.perf_counter()
             previous = lower
-            params = vb.estep_params(post, self.covariance_type, prior_type)
             (stats,) = run_pass(data, estep_chunk, (params,), name="gmm-vb-estep",
                                 split_every=self.split_every, combine=combine_many)
             _, xk, sk = m_step(stats, params.means, self.covariance_type, self.reg_covar)
@@ -260,9 +260,9 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
                                    prior_type, self.n_components)
             bounds.append(lower)
             converged = abs(lower - previous) < self.tol
+            params = vb.estep_params(post, self.covariance_type, prior_type)  # the next E-step's
             info = IterationInfo(n_iter, lower, lower - previous, time.perf_counter() - started,
-                                 vb.estep_params(post, self.covariance_type, prior_type),
-                                 post.covariances, converged, list(bounds))
+                                 params, post.covariances, converged, list(bounds))
             stop = any([bool(callback(info)) for callback in callbacks])
             if converged or stop:
                 break
@@ -317,6 +317,11 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
     icl = _not_here("icl")
     information_criteria = _not_here("information_criteria")
     del _not_here
+
+    def _fitted_model(self):
+        raise TypeError("A BayesianGaussianMixture cannot be saved to a daskgmm model file yet "
+                        "(the format holds GaussianMixture models); keep it with to_sklearn() "
+                        "and joblib, or refit.")
 
     def to_sklearn(self):
         """The equivalent fitted :class:`sklearn.mixture.BayesianGaussianMixture`."""

@@ -155,3 +155,12 @@ def test_verbose_prints_iterations_as_scikit_learn_does(capsys):
                             verbose_interval=2).fit(X)
     out = capsys.readouterr().out
     assert "Iteration 2" in out and "Iteration 4" in out and "Iteration 3" not in out
+
+
+def test_saving_to_a_model_file_is_refused_with_a_reason_not_a_corrupt_file(tmp_path):
+    from daskgmm import save_model
+
+    model = BayesianGaussianMixture(n_components=2, random_state=0).fit(_mixture(50, offset=0.0))
+    with pytest.raises(TypeError, match="cannot be saved to a daskgmm model file yet"):
+        save_model(model, tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
