@@ -297,7 +297,7 @@ def test_a_killed_predict_never_damages_the_previous_prediction_store(tmp_path):
 
 
 def test_a_failed_model_write_keeps_the_previous_file(tmp_path):
-    from daskgmm.persistence import atomic_write_bytes
+    from daskgmm._files import atomic_write_bytes
 
     path = tmp_path / "m.npz"
     model = GaussianMixture(2, random_state=0).fit(mixture_data(n_components=2))
