@@ -36,11 +36,11 @@ _PUBLIC = {
     "SmallChunksWarning": ".exceptions",
     "WorkerLostError": ".exceptions",
     "fit_many": ".estimator",
-    "load_model": ".estimator",
+    "load_model": ".model_files",
     "open_npy": "._npy",
     "open_parquet": "._parquet",
     "open_zarr_array": "._zarr",
-    "save_model": ".estimator",
+    "save_model": ".model_files",
 }
 
 __all__ = [
@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     from .bayesian import BayesianGaussianMixture
     from .callbacks import ProgressLog
     from .checkpoints import Checkpoint
-    from .estimator import GaussianMixture, fit_many, load_model, save_model
+    from .estimator import GaussianMixture, fit_many
     from .exceptions import (
         CheckpointDataError,
         CheckpointMismatchError,
@@ -101,6 +101,7 @@ if TYPE_CHECKING:
         SmallChunksWarning,
         WorkerLostError,
     )
+    from .model_files import load_model, save_model
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -60,6 +60,11 @@ class IterationInfo:
         dtype, row chunks, location, weighted) and ``digest``, the content
         digest folded from the chunks during this run's first pass. None for
         online EM.
+    posterior : object or None
+        A variational fit's posterior after this iteration
+        (:class:`daskgmm._variational.Posterior`; ``params`` is then the
+        mixture whose E-step is the variational E-step, and ``lower_bound``
+        the variational lower bound). None for EM.
     """
 
     n_iter: int
@@ -74,6 +79,7 @@ class IterationInfo:
     n_models: int = 1
     finished: bool = False
     fingerprint: dict | None = None
+    posterior: Any = None
 
 
 Callback = Callable[[IterationInfo], "bool | None"]
@@ -82,7 +88,7 @@ Callback = Callable[[IterationInfo], "bool | None"]
 
 @dataclass
 class EMResult:
-    """Outcome of one EM run."""
+    """Outcome of one EM run (or a variational fit's, with its ``posterior``)."""
 
     params: GMMParams
     covariances: np.ndarray
@@ -90,6 +96,21 @@ class EMResult:
     lower_bounds: list[float] = field(default_factory=list)
     n_iter: int = 0
     converged: bool = False
+    posterior: Any = None
+
+
+class Update(Protocol):
+    """A model's update from its pass's statistics, other than EM's M-step.
+
+    Called with the statistics of the pass (moments about ``params.means``)
+    and the parameters that pass used; returns the next pass's parameters,
+    the covariances to report, the lower bound to test for convergence, and
+    the posterior (see :class:`IterationInfo`). Variational inference is one
+    (:class:`daskgmm._variational.VariationalUpdate`).
+    """
+
+    def __call__(self, stats: Stats, params: GMMParams
+                 ) -> tuple[GMMParams, np.ndarray, float, Any]: ...
 
 
 def estep_chunk(block: np.ndarray, models: tuple[GMMParams, ...], start: int,
@@ -324,6 +345,8 @@ def run_em(
     start_iter: int = 0,
     history: Sequence[float] = (),
     check_digest: Callable[[str], None] | None = None,
+    update: Update | None = None,
+    posterior: Any = None,
 ) -> EMResult:
     """Iterate EM from ``params`` until the mean log-likelihood changes less than ``tol``.
 
@@ -347,15 +370,18 @@ def run_em(
     check_digest : callable, optional
         Called with the data's content digest once the first pass has read
         every chunk, before its statistics are used (see :func:`run_em_many`).
+    update, posterior : Update, object, optional
+        Another update than EM's M-step, and its state (see :func:`run_em_many`).
 
     Returns
     -------
     EMResult
     """
-    start = EMResult(params, covariances, lower_bound, list(history), start_iter)
+    start = EMResult(params, covariances, lower_bound, list(history), start_iter,
+                     posterior=posterior)
     return run_em_many(data, [start], tol=tol, reg_covar=reg_covar, max_iter=max_iter,
                        split_every=split_every, callbacks=callbacks,
-                       check_digest=check_digest)[0]
+                       check_digest=check_digest, updates=[update])[0]
 
 
 def _per_model(value, n_models: int, name: str) -> list:
@@ -376,6 +402,7 @@ def run_em_many(
     split_every: int,
     callbacks: Sequence[Callback] = (),
     check_digest: Callable[[str], None] | None = None,
+    updates: Sequence[Update | None] | None = None,
 ) -> list[EMResult]:
     """Iterate EM for several models at once, one pass over the data per iteration.
 
@@ -405,6 +432,10 @@ def run_em_many(
         statistics are used, so an exception it raises stops the run before
         any M-step or callback. The digest is passed to the callbacks in
         ``info.fingerprint``.
+    updates : sequence of (Update or None), optional
+        Per model, its update from the pass's statistics; None (the default
+        for every model) is EM's M-step, with the mean log-likelihood as the
+        lower bound. A variational model's start holds its posterior.
 
     Returns
     -------
@@ -412,7 +443,10 @@ def run_em_many(
         In the order of ``starts``.
     """
     results = [EMResult(s.params, s.covariances, s.lower_bound, list(s.lower_bounds), s.n_iter,
-                        s.converged) for s in starts]
+                        s.converged, s.posterior) for s in starts]
+    rules: list[Update | None] = [None] * len(results) if updates is None else list(updates)
+    if len(rules) != len(results):
+        raise ValueError(f"updates has {len(rules)} values for {len(results)} models.")
     tol = _per_model(tol, len(results), "tol")
     reg_covar = _per_model(reg_covar, len(results), "reg_covar")
     max_iter = _per_model(max_iter, len(results), "max_iter")
@@ -442,8 +476,13 @@ def run_em_many(
             check_finite_stats(model_stats, result.params.covariance_type,
                                iteration=result.n_iter + 1, params=result.params,
                                model=i, n_models=len(results))
-            params, covariances = m_step_params(model_stats, result.params, reg_covar[i])
-            lower_bound = float(model_stats["loglik"] / model_stats["n"])
+            rule = rules[i]
+            if rule is None:
+                params, covariances = m_step_params(model_stats, result.params, reg_covar[i])
+                lower_bound = float(model_stats["loglik"] / model_stats["n"])
+            else:
+                params, covariances, lower_bound, result.posterior = rule(model_stats,
+                                                                          result.params)
             change = lower_bound - result.lower_bound
             result.params, result.covariances = params, covariances
             result.lower_bound, result.n_iter = lower_bound, result.n_iter + 1
@@ -451,7 +490,8 @@ def run_em_many(
             result.converged = abs(change) < tol[i]
             info = IterationInfo(result.n_iter, lower_bound, change, seconds, params, covariances,
                                  result.converged, list(result.lower_bounds), i, len(results),
-                                 finished=not running(i), fingerprint=fingerprint)
+                                 finished=not running(i), fingerprint=fingerprint,
+                                 posterior=result.posterior)
             stop |= any([bool(callback(info)) for callback in callbacks])
         if stop:
             break

@@ -400,3 +400,26 @@ def _estep_stats_fused(X: np.ndarray, params: GMMParams, form: LinearForm,
         s2[k] = own["s2"][0]
     n = np.float64(n_rows if sample_weight is None else np.sum(sample_weight))
     return Stats(n=n, nk=nk, s1=s1, s2=s2, loglik=np.float64(loglik))
+
+
+def data_moments_chunk(block: np.ndarray, params: None, start: int) -> dict[str, Any]:
+    """A chunk's row count, mean, and scatter about its own mean (merged exactly by
+    :func:`merge_data_moments`, Chan's rule, with no cancellation far from the origin)."""
+    X = np.asarray(block, dtype=np.float64)
+    mean = X.mean(axis=0) if X.shape[0] else np.zeros(X.shape[1])
+    centred = X - mean
+    return {"n": float(X.shape[0]), "mean": mean, "scatter": centred.T @ centred}
+
+
+def merge_data_moments(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The moments of several chunks' rows from theirs (:func:`data_moments_chunk`)."""
+    out = parts[0]
+    for part in parts[1:]:
+        n = out["n"] + part["n"]
+        if part["n"] == 0:
+            continue
+        delta = part["mean"] - out["mean"]
+        out = {"n": n, "mean": out["mean"] + delta * (part["n"] / n),
+               "scatter": out["scatter"] + part["scatter"]
+               + np.outer(delta, delta) * (out["n"] * part["n"] / n)}
+    return out

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
 from ._density import _LOG_2PI
+from ._mstep import _NK_EPS, m_step
 from ._params import (
     GMMParams,
     _global_centre,
@@ -106,14 +107,16 @@ def expected_log_weights(post: Posterior, prior_type: str) -> np.ndarray:
     return digamma(concentration) - digamma(concentration.sum())
 
 
-def mixture_weights(post: Posterior, prior_type: str) -> np.ndarray:
-    """scikit-learn's ``weights_``: the posterior mean weights."""
+def mixture_weights(concentration: np.ndarray | tuple[np.ndarray, np.ndarray],
+                    prior_type: str) -> np.ndarray:
+    """scikit-learn's ``weights_``: the mean weights under the posterior ``concentration``
+    (its ``weight_concentration_``: a pair of arrays for the Dirichlet process)."""
     if prior_type == "dirichlet_process":
-        a, b = post.weight_concentration
+        a, b = concentration
         total = a + b
         weights = a / total * np.hstack((1, np.cumprod(b / total)[:-1]))
         return weights / weights.sum()
-    concentration = np.asarray(post.weight_concentration)
+    concentration = np.asarray(concentration)
     return concentration / concentration.sum()
 
 
@@ -196,3 +199,44 @@ def lower_bound(post: Posterior, entropy_term: float, covariance_type: str,
 def precisions_of(post: Posterior, covariance_type: str) -> np.ndarray:
     """scikit-learn's ``precisions_``."""
     return precisions_from_cholesky(post.precisions_cholesky, covariance_type)
+
+
+@dataclass(frozen=True)
+class VariationalUpdate:
+    """One variational iteration's update on the client: the posterior from a pass's statistics.
+
+    What :func:`daskgmm._em.run_em_many` calls in place of EM's M-step for a
+    Bayesian model, so variational and EM models share the passes.
+
+    Attributes
+    ----------
+    priors : Priors
+    covariance_type : str
+    n_components : int
+    reg_covar : float
+    """
+
+    priors: Priors
+    covariance_type: str
+    n_components: int
+    reg_covar: float
+
+    def start(self, nk: np.ndarray, xk: np.ndarray, sk: np.ndarray) -> tuple[GMMParams, Posterior]:
+        """The first E-step's parameters and the posterior of initial ``N_k``, means and
+        covariances (``reg_covar`` included), as scikit-learn's ``_initialize``."""
+        post = update(self.priors, nk, xk, sk, self.covariance_type)
+        return self.estep(post), post
+
+    def estep(self, post: Posterior) -> GMMParams:
+        """The parameters of the E-step under ``post``."""
+        return estep_params(post, self.covariance_type,
+                            self.priors.weight_concentration_prior_type)
+
+    def __call__(self, stats: Stats, params: GMMParams
+                 ) -> tuple[GMMParams, np.ndarray, float, Posterior]:
+        """The next E-step's parameters, the covariances, the lower bound and the posterior."""
+        _, xk, sk = m_step(stats, params.means, self.covariance_type, self.reg_covar)
+        post = update(self.priors, stats["nk"] + _NK_EPS, xk, sk, self.covariance_type)
+        bound = lower_bound(post, resp_entropy(stats, params), self.covariance_type,
+                            self.priors.weight_concentration_prior_type, self.n_components)
+        return self.estep(post), post.covariances, bound, post

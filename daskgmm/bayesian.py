@@ -7,51 +7,21 @@ E-step is a mixture's E-step); the posterior update and the lower bound run on t
 
 from __future__ import annotations
 
-import time
-import warnings
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture as SklearnBayesianGaussianMixture
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import _variational as vb
 from ._data import Dataset
-from ._em import IterationInfo, combine_many, estep_chunk
-from ._init import UserInit, initial_parameters_many
-from ._mstep import _NK_EPS, m_step
-from ._param_constraints import PARAMETER_CONSTRAINTS
+from ._em import EMResult, IterationInfo, Update
+from ._param_constraints import BAYESIAN, BAYESIAN_PARAMETER_CONSTRAINTS
 from ._params import GMMParams, precisions_from_cholesky
-from ._passes import run_pass, single_threaded_blas
-from .estimator import GaussianMixture, _init_request, _persisted
-
-_CONSTRAINTS: dict[str, list[Any]] = {
-    **SklearnBayesianGaussianMixture._parameter_constraints,
-    **{name: PARAMETER_CONSTRAINTS[name] for name in ("split_every", "persist", "chunk_size")},
-}
-
-
-def _data_moments_chunk(block: np.ndarray, params: None, start: int) -> dict[str, Any]:
-    """A chunk's row count, mean and scatter about its own mean (merged exactly by Chan's rule)."""
-    X = np.asarray(block, dtype=np.float64)
-    mean = X.mean(axis=0) if X.shape[0] else np.zeros(X.shape[1])
-    centred = X - mean
-    return {"n": float(X.shape[0]), "mean": mean, "scatter": centred.T @ centred}
-
-
-def _merge_moments(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    out = parts[0]
-    for part in parts[1:]:
-        n = out["n"] + part["n"]
-        if part["n"] == 0:
-            continue
-        delta = part["mean"] - out["mean"]
-        out = {"n": n, "mean": out["mean"] + delta * (part["n"] / n),
-               "scatter": out["scatter"] + part["scatter"]
-               + np.outer(delta, delta) * (out["n"] * part["n"] / n)}
-    return out
+from .estimator import GaussianMixture
+from .persistence import FittedModel, VariationalFit
 
 
 class BayesianGaussianMixture(GaussianMixture):
@@ -83,7 +53,8 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
         As scikit-learn's.
     """
 
-    _parameter_constraints: dict = _CONSTRAINTS
+    _parameter_constraints: dict = BAYESIAN_PARAMETER_CONSTRAINTS
+    _estimator_name = BAYESIAN
     missing = "error"  # NaN is refused (missing entries are not marginalized here yet)
 
     def __init__(
@@ -148,129 +119,90 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
         sample_weight : array-like, dask.array.Array or zarr.Array of shape (n_samples,), optional
             Non-negative weight of each row, as in :meth:`daskgmm.GaussianMixture.fit`.
         callbacks : sequence of callables, optional
-            Each is called with an :class:`daskgmm.IterationInfo` after every iteration.
-        resume_from : None
-            Not supported for this estimator yet.
+            Each is called with an :class:`daskgmm.IterationInfo` after every
+            iteration (its ``lower_bound`` the variational lower bound, its
+            ``posterior`` the posterior); :class:`daskgmm.Checkpoint` works as
+            for :class:`daskgmm.GaussianMixture`.
+        resume_from : str or os.PathLike, optional
+            A checkpoint written by :class:`daskgmm.Checkpoint` during a fit
+            of this estimator: continue that fit, with the priors it recorded.
 
         Returns
         -------
         self : BayesianGaussianMixture
         """
-        if resume_from is not None:
-            raise ValueError("BayesianGaussianMixture cannot resume from a checkpoint yet.")
-        self._validate_params()
-        with single_threaded_blas:
-            data = self._fit_dataset(X).with_weights(sample_weight)
-            data = _persisted(data, self.persist)
-            priors = self._priors(data)
-            callbacks = list(callbacks)
-            if self.verbose:
-                callbacks.append(self._verbose_callback())
-            self._best_fit(data, priors, callbacks)
-        return self
+        return super().fit(X, y, sample_weight=sample_weight, callbacks=callbacks,
+                           resume_from=resume_from)
 
-    def _priors(self, data: Dataset) -> vb.Priors:
+    def _prepare_update(self, data: Dataset, moments: Callable[[], dict]) -> vb.VariationalUpdate:
+        self._set_priors(self._priors(data.n_features, moments))
+        return self._update()
+
+    def _resuming(self, saved: GaussianMixture) -> None:
+        """The checkpoint's priors (its data-driven ones were computed from the same data)."""
+        assert isinstance(saved, BayesianGaussianMixture)
+        self._set_priors(saved._fitted_priors())
+
+    def _update(self) -> vb.VariationalUpdate:
+        return vb.VariationalUpdate(self._fitted_priors(), self.covariance_type,
+                                    self.n_components, self.reg_covar)
+
+    def _priors(self, n_features: int, moments: Callable[[], dict]) -> vb.Priors:
         """The priors, scikit-learn's defaults from one pass over the data when not given."""
-        n_features = data.n_features
         if self.degrees_of_freedom_prior is not None and \
                 self.degrees_of_freedom_prior <= n_features - 1.0:
             raise ValueError(
                 "The parameter 'degrees_of_freedom_prior' should be greater than "
                 f"{n_features - 1}, but got {self.degrees_of_freedom_prior:.3f}.")
-        moments: dict[str, Any] = {}
-        if self.mean_prior is None or self.covariance_prior is None:
-            moments = run_pass(data.with_weights(None), _data_moments_chunk, None,
-                               name="gmm-vb-priors", split_every=self.split_every,
-                               combine=_merge_moments)
-        mean = (moments["mean"] if self.mean_prior is None
+        mean = (moments()["mean"] if self.mean_prior is None
                 else np.asarray(self.mean_prior, dtype=np.float64))
         if mean.shape != (n_features,):
             raise ValueError(f"The parameter 'means' should have the shape of ({n_features},), "
                              f"but got {mean.shape}")
         if self.covariance_prior is None:
-            cov = moments["scatter"] / (moments["n"] - 1)
+            data = moments()
+            cov = data["scatter"] / (data["n"] - 1)
             covariance: np.ndarray | float = {
                 "full": cov, "tied": cov, "diag": np.diag(cov).copy(),
                 "spherical": float(np.diag(cov).mean())}[self.covariance_type]
         else:
             covariance = (np.asarray(self.covariance_prior, dtype=np.float64)
                           if self.covariance_type != "spherical" else float(self.covariance_prior))
-        self.weight_concentration_prior_ = (1.0 / self.n_components
-                                            if self.weight_concentration_prior is None
-                                            else self.weight_concentration_prior)
-        self.mean_precision_prior_ = (1.0 if self.mean_precision_prior is None
-                                      else self.mean_precision_prior)
-        self.mean_prior_ = mean
-        self.degrees_of_freedom_prior_ = (float(n_features) if self.degrees_of_freedom_prior is None
-                                          else self.degrees_of_freedom_prior)
-        self.covariance_prior_ = covariance
+        return vb.Priors(
+            self.weight_concentration_prior_type,
+            (1.0 / self.n_components if self.weight_concentration_prior is None
+             else self.weight_concentration_prior),
+            1.0 if self.mean_precision_prior is None else self.mean_precision_prior,
+            mean,
+            float(n_features) if self.degrees_of_freedom_prior is None
+            else self.degrees_of_freedom_prior,
+            covariance)
+
+    def _set_priors(self, priors: vb.Priors) -> None:
+        self.weight_concentration_prior_ = priors.weight_concentration
+        self.mean_precision_prior_ = priors.mean_precision
+        self.mean_prior_ = priors.mean
+        self.degrees_of_freedom_prior_ = priors.degrees_of_freedom
+        self.covariance_prior_ = priors.covariance
+
+    def _fitted_priors(self) -> vb.Priors:
         return vb.Priors(self.weight_concentration_prior_type, self.weight_concentration_prior_,
-                         self.mean_precision_prior_, mean, self.degrees_of_freedom_prior_,
-                         covariance)
+                         self.mean_precision_prior_, self.mean_prior_,
+                         self.degrees_of_freedom_prior_, self.covariance_prior_)
 
-    def _best_fit(self, data: Dataset, priors: vb.Priors, callbacks: list) -> None:
-        best: tuple[float, vb.Posterior, list[float], bool] | None = None
-        if self.warm_start and hasattr(self, "converged_"):
-            starts = [self._posterior()]
-        else:
-            starts = self._initial_posteriors(data, priors)
-        for post in starts:
-            result = self._variational_em(data, priors, post, callbacks)
-            if best is None or result[0] > best[0]:
-                best = result
-        assert best is not None
-        lower, post, bounds, converged = best
-        if not converged and self.max_iter > 0:
-            warnings.warn("Best performing initialization did not converge. Try different init "
-                          "parameters, or increase max_iter, tol, or check for degenerate data.",
-                          ConvergenceWarning, stacklevel=3)
-        self._set_posterior(post, lower, bounds, converged, data.n_features)
+    def _start(self, initial: GMMParams, covariances: np.ndarray, data: Dataset,
+               update: Update | None) -> EMResult:
+        """As scikit-learn's ``_initialize``: the posterior of the initial responsibilities'
+        ``N_k`` (the weights times n), means and covariances (``reg_covar`` included)."""
+        assert isinstance(update, vb.VariationalUpdate)
+        params, post = update.start(initial.weights * data.n_samples, initial.means, covariances)
+        return EMResult(params, post.covariances, -np.inf, posterior=post)
 
-    def _initial_posteriors(self, data: Dataset, priors: vb.Priors) -> list[vb.Posterior]:
-        """One posterior per initialisation (``n_init``), in the initialisation's shared passes.
+    def _current_result(self) -> EMResult:
+        return replace(super()._current_result(), posterior=self._posterior())
 
-        As scikit-learn's ``_initialize``: the posterior of the initial
-        responsibilities' ``N_k`` (the weights times n), means and covariances
-        (``reg_covar`` included), from :func:`daskgmm._init.initial_parameters_many`.
-        """
-        random_state = check_random_state(self.random_state)
-        params = {**self.get_params(deep=False), "weights_init": None, "means_init": None,
-                  "precisions_init": None}
-        requests = [_init_request(params, random_state) for _ in range(self.n_init)]
-        initial = initial_parameters_many(
-            data.with_weights(None), requests, [UserInit(None, None, None)] * self.n_init,
-            [self.reg_covar] * self.n_init, self.split_every)
-        return [vb.update(priors, start.weights * data.n_samples, start.means, covariances,
-                          self.covariance_type)
-                for start, covariances in initial]
-
-    def _variational_em(self, data: Dataset, priors: vb.Priors, post: vb.Posterior,
-                        callbacks: list) -> tuple[float, vb.Posterior, list[float], bool]:
-        prior_type = self.weight_concentration_prior_type
-        lower, bounds, converged = -np.inf, [], False
-        params = vb.estep_params(post, self.covariance_type, prior_type)
-        for n_iter in range(1, self.max_iter + 1):
-            started = time.perf_counter()
-            previous = lower
-            (stats,) = run_pass(data, estep_chunk, (params,), name="gmm-vb-estep",
-                                split_every=self.split_every, combine=combine_many)
-            _, xk, sk = m_step(stats, params.means, self.covariance_type, self.reg_covar)
-            post = vb.update(priors, stats["nk"] + _NK_EPS, xk, sk, self.covariance_type)
-            lower = vb.lower_bound(post, vb.resp_entropy(stats, params), self.covariance_type,
-                                   prior_type, self.n_components)
-            bounds.append(lower)
-            converged = abs(lower - previous) < self.tol
-            params = vb.estep_params(post, self.covariance_type, prior_type)  # the next E-step's
-            info = IterationInfo(n_iter, lower, lower - previous, time.perf_counter() - started,
-                                 params, post.covariances, converged, list(bounds))
-            stop = any([bool(callback(info)) for callback in callbacks])
-            if converged or stop:
-                break
-        return lower, post, bounds, converged
-
-    def _set_posterior(self, post: vb.Posterior, lower: float, bounds: list[float],
-                       converged: bool, n_features: int) -> None:
-        prior_type = self.weight_concentration_prior_type
+    def _set_fitted(self, result: EMResult) -> None:
+        post: vb.Posterior = result.posterior
         self.weight_concentration_ = post.weight_concentration
         self.mean_precision_ = post.mean_precision
         self.means_ = post.means
@@ -278,12 +210,13 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
         self.covariances_ = post.covariances
         self.precisions_cholesky_ = post.precisions_cholesky
         self.precisions_ = precisions_from_cholesky(post.precisions_cholesky, self.covariance_type)
-        self.weights_ = vb.mixture_weights(post, prior_type)
-        self.converged_ = converged
-        self.n_iter_ = len(bounds)
-        self.lower_bound_ = lower
-        self.lower_bounds_ = list(bounds)
-        self.n_features_in_ = n_features
+        self.weights_ = vb.mixture_weights(post.weight_concentration,
+                                           self.weight_concentration_prior_type)
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = result.lower_bound
+        self.lower_bounds_ = list(result.lower_bounds)
+        self.n_features_in_ = post.means.shape[1]
 
     def _posterior(self) -> vb.Posterior:
         check_is_fitted(self)
@@ -318,10 +251,59 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
     information_criteria = _not_here("information_criteria")
     del _not_here
 
-    def _fitted_model(self):
-        raise TypeError("A BayesianGaussianMixture cannot be saved to a daskgmm model file yet "
-                        "(the format holds GaussianMixture models); keep it with to_sklearn() "
-                        "and joblib, or refit.")
+    def _fitted_model(self) -> FittedModel:
+        check_is_fitted(self)
+        return self._model_of(self.get_params(deep=False), self._posterior(), self.lower_bound_,
+                              self.lower_bounds_, self.converged_, self.n_iter_)
+
+    def _iteration_model(self, info: IterationInfo, params: dict[str, Any]) -> FittedModel:
+        return self._model_of(params, info.posterior, info.lower_bound, info.lower_bounds,
+                              info.converged, info.n_iter)
+
+    def _model_of(self, params: dict[str, Any], post: vb.Posterior, lower_bound: float,
+                  lower_bounds: list[float], converged: bool, n_iter: int) -> FittedModel:
+        """A model file's contents for the posterior ``post`` under this fit's priors."""
+        prior_type = params["weight_concentration_prior_type"]
+        variational = VariationalFit(
+            weight_concentration=np.asarray(post.weight_concentration, dtype=np.float64),
+            mean_precision=post.mean_precision,
+            degrees_of_freedom=np.asarray(post.degrees_of_freedom, dtype=np.float64),
+            weight_concentration_prior=self.weight_concentration_prior_,
+            mean_precision_prior=self.mean_precision_prior_, mean_prior=self.mean_prior_,
+            degrees_of_freedom_prior=self.degrees_of_freedom_prior_,
+            covariance_prior=np.asarray(self.covariance_prior_, dtype=np.float64))
+        return FittedModel(
+            params=params, weights=vb.mixture_weights(post.weight_concentration, prior_type),
+            means=post.means, covariances=post.covariances,
+            precisions_cholesky=post.precisions_cholesky, lower_bounds=list(lower_bounds),
+            converged=converged, n_iter=n_iter, lower_bound=lower_bound,
+            n_features=post.means.shape[1], estimator=self._estimator_name,
+            variational=variational)
+
+    @classmethod
+    def _from_fitted_model(cls, fitted: FittedModel) -> BayesianGaussianMixture:
+        """The fitted estimator that a Bayesian model file's contents describe."""
+        saved = fitted.variational
+        if saved is None or fitted.estimator != BAYESIAN:
+            raise TypeError(f"The model file holds a {fitted.estimator}, not a "
+                            "BayesianGaussianMixture.")
+        model = cls(**fitted.params)
+        ct = model.covariance_type
+        model._set_priors(vb.Priors(
+            model.weight_concentration_prior_type, saved.weight_concentration_prior,
+            saved.mean_precision_prior, saved.mean_prior, saved.degrees_of_freedom_prior,
+            float(saved.covariance_prior) if ct == "spherical" else saved.covariance_prior))
+        process = model.weight_concentration_prior_type == "dirichlet_process"
+        concentration = saved.weight_concentration
+        post = vb.Posterior(
+            (concentration[0], concentration[1]) if process else concentration,
+            saved.mean_precision, fitted.means,
+            float(saved.degrees_of_freedom) if ct == "tied" else saved.degrees_of_freedom,
+            fitted.covariances, fitted.precisions_cholesky)
+        model._set_fitted(EMResult(model._update().estep(post), fitted.covariances,
+                                   fitted.lower_bound, list(fitted.lower_bounds), fitted.n_iter,
+                                   fitted.converged, post))
+        return model
 
     def to_sklearn(self):
         """The equivalent fitted :class:`sklearn.mixture.BayesianGaussianMixture`."""

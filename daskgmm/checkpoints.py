@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ._data import Dataset
-from ._em import EMResult, IterationInfo, run_em
-from ._param_constraints import ADDED_PARAMETER_DEFAULTS
-from ._params import GMMParams
+from ._em import EMResult, IterationInfo, Update, run_em
+from ._param_constraints import ADDED_PARAMETER_DEFAULTS, GAUSSIAN
 from ._passes import data_digest
 from .exceptions import CheckpointDataError, CheckpointParamsError
 from .persistence import (
     FittedModel,
     encode_params,
-    model_file_contents,
+    fitted_model_contents,
     read_fitted_model_and_metadata,
     read_model_file,
     write_model_file,
@@ -82,13 +81,14 @@ class Checkpoint:
         self.path = Path(path)
         self.interval = interval
         self._params: dict[str, Any] | None = None
+        self._describe: Callable[[IterationInfo, dict[str, Any]], FittedModel] | None = None
 
     def before_fit(self, model) -> None:
         """Record the parameters of the model whose fit starts; refuse ``n_init > 1``.
 
         Parameters
         ----------
-        model : GaussianMixture
+        model : GaussianMixture or BayesianGaussianMixture
 
         Raises
         ------
@@ -100,7 +100,10 @@ class Checkpoint:
                 f"A checkpoint holds one model's state, but n_init={model.n_init} fits "
                 f"{model.n_init} candidates together; use n_init=1 with a checkpoint."
             )
-        self._params = encode_params(model.get_params(deep=False))
+        params = model.get_params(deep=False)
+        encode_params(params)  # refuse, before any work, what a model file cannot record
+        self._params = params
+        self._describe = model._iteration_model
 
     def __call__(self, info: IterationInfo) -> None:
         """Write the checkpoint after an iteration whose number is a multiple of
@@ -120,18 +123,14 @@ class Checkpoint:
         ModelFileError
             The state does not pass the model file schema; nothing is written.
         """
-        if self._params is None:
+        if self._params is None or self._describe is None:
             raise RuntimeError("Checkpoint.before_fit(model) was not called before the first "
                                "iteration: the checkpoint would not know its model's parameters.")
         finished = info.converged or info.finished
         if info.n_iter % self.interval and not finished:
             return
-        p = info.params
-        arrays, metadata = model_file_contents(
-            self._params, weights=p.weights, means=p.means, covariances=info.covariances,
-            precisions_cholesky=p.precisions_cholesky, lower_bounds=info.lower_bounds,
-            converged=info.converged, n_iter=info.n_iter, lower_bound=info.lower_bound,
-            n_features=p.n_features,
+        arrays, metadata = fitted_model_contents(
+            self._describe(info, self._params),
             checkpoint={"n_iter": info.n_iter, "lower_bound": info.lower_bound,
                         "converged": info.converged, "finished": bool(finished),
                         "data": info.fingerprint, "written": time.time()},
@@ -349,7 +348,8 @@ class CheckpointState:
 
 
 def open_checkpoint(path: str | os.PathLike, params: dict[str, Any], fingerprint: dict[str, Any],
-                    *, n_init: int, algorithm: str) -> CheckpointState:
+                    *, n_init: int, algorithm: str, estimator: str = GAUSSIAN
+                    ) -> CheckpointState:
     """Read a checkpoint and refuse it unless it is this job's, before any work.
 
     Parameters
@@ -363,6 +363,9 @@ def open_checkpoint(path: str | os.PathLike, params: dict[str, Any], fingerprint
     algorithm : str
         The fit's ``n_init`` and ``algorithm``; a checkpoint resumes ``n_init=1``
         batch EM only.
+    estimator : str
+        The estimator resuming (a model file's name for it); a checkpoint of
+        another estimator is refused.
 
     Returns
     -------
@@ -373,7 +376,7 @@ def open_checkpoint(path: str | os.PathLike, params: dict[str, Any], fingerprint
     ValueError
         Not a checkpoint, ``n_init > 1``, or online EM.
     CheckpointParamsError
-        Other estimator parameters.
+        Another estimator, or other estimator parameters.
     CheckpointDataError
         Other shape, dtype, row chunking, weighting or location.
     """
@@ -387,15 +390,21 @@ def open_checkpoint(path: str | os.PathLike, params: dict[str, Any], fingerprint
     if algorithm != "batch":
         raise ValueError("Resuming from a checkpoint needs algorithm='batch': online EM's "
                          "running statistics are not saved in checkpoints.")
+    if fitted.estimator != estimator:
+        raise CheckpointParamsError(
+            f"The checkpoint {str(path)!r} belongs to another job: it was written by a fit of a "
+            f"{fitted.estimator}, and this fit is a {estimator}. {_AFRESH}", str(path),
+            {"estimator": (fitted.estimator, estimator)})
     check_params(path, metadata.get("params"), encode_params(params))
     check_data(path, state.get("data"), fingerprint)
     return CheckpointState(str(path), fitted, checkpoint_finished(state), state["data"])
 
 
 
-def resume_em(data: Dataset, checkpoint: CheckpointState, *, tol: float, reg_covar: float,
-              max_iter: int, split_every: int, callbacks: Sequence[Callable]) -> EMResult:
-    """Continue the EM fit that ``checkpoint`` holds, on ``data``.
+def resume_em(data: Dataset, checkpoint: CheckpointState, start: EMResult,
+              update: Update | None, *, tol: float, reg_covar: float, max_iter: int,
+              split_every: int, callbacks: Sequence[Callable]) -> EMResult:
+    """Continue the fit that ``checkpoint`` holds, on ``data``.
 
     The first resumed pass also takes the data's content digest; a digest
     that differs from the checkpoint's stops the fit before its statistics
@@ -408,6 +417,12 @@ def resume_em(data: Dataset, checkpoint: CheckpointState, *, tol: float, reg_cov
     data : Dataset
         The data, already checked against the checkpoint by :func:`open_checkpoint`.
     checkpoint : CheckpointState
+    start : EMResult
+        The checkpoint's model as the state of its fit (parameters,
+        covariances, history, iterations done, and a variational posterior).
+    update : Update or None
+        Its update: EM's M-step (None), or the variational one under the
+        checkpoint's priors.
     tol, reg_covar, max_iter, split_every
         As the estimator's parameters (equal to the checkpoint's).
     callbacks : sequence of callables
@@ -422,22 +437,15 @@ def resume_em(data: Dataset, checkpoint: CheckpointState, *, tol: float, reg_cov
     CheckpointDataError
         The data's contents differ from those the checkpoint was written for.
     """
-    fitted = checkpoint.fitted
     current = data.fingerprint()
 
     def verify(digest: str) -> None:
         check_digest(checkpoint.path, checkpoint.data, current, digest)
 
-    covariance_type = fitted.params.get("covariance_type", "full")
-    params = GMMParams(fitted.weights, fitted.means, fitted.precisions_cholesky, covariance_type,
-                       fitted.params.get("missing") == "marginalize")
-    history = list(fitted.lower_bounds)
-    result = EMResult(params, fitted.covariances, fitted.lower_bound, history, fitted.n_iter,
-                      fitted.converged)
-    if checkpoint.finished or result.converged or result.n_iter >= max_iter:
+    if checkpoint.finished or start.converged or start.n_iter >= max_iter:
         verify(data_digest(data, split_every))
-        return result
-    return run_em(data, params, fitted.covariances, tol=tol, reg_covar=reg_covar,
-                  max_iter=max_iter, split_every=split_every, lower_bound=result.lower_bound,
-                  callbacks=callbacks, start_iter=result.n_iter, history=history,
-                  check_digest=verify)
+        return start
+    return run_em(data, start.params, start.covariances, tol=tol, reg_covar=reg_covar,
+                  max_iter=max_iter, split_every=split_every, lower_bound=start.lower_bound,
+                  callbacks=callbacks, start_iter=start.n_iter, history=start.lower_bounds,
+                  check_digest=verify, update=update, posterior=start.posterior)

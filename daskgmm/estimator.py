@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import inspect
-import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
+from functools import cache
 from typing import Any
 
 import dask
@@ -22,16 +22,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names, check_is_fitted, validate_data
 
 from ._data import Dataset, as_dataset, as_sample_weight, input_is_lazy, is_dask_dataframe
-from ._em import EMResult, IterationInfo, loglik_sums, run_em_many, total_loglik
+from ._em import EMResult, IterationInfo, Update, loglik_sums, run_em_many, total_loglik
 from ._init import InitRequest, UserInit, filled_for_initialisation, initial_parameters_many
 from ._missing import impute_block
 from ._online import online_step, run_online_em
-from ._param_constraints import PARAMETER_CONSTRAINTS
+from ._param_constraints import GAUSSIAN, PARAMETER_CONSTRAINTS
 from ._params import GMMParams, information_criteria, n_parameters, precisions_from_cholesky
-from ._passes import single_threaded_blas
+from ._passes import run_pass, single_threaded_blas
 from ._predict import checked_block, labels_block, log_likelihood_block, proba_block
+from ._stats import data_moments_chunk, merge_data_moments
 from .checkpoints import CheckpointState, open_checkpoint, resume_em
-from .persistence import FittedModel, read_fitted_model, write_fitted_model
+from .persistence import FittedModel
 
 PERSIST_MEMORY_FRACTION = 0.5
 
@@ -150,6 +151,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = PARAMETER_CONSTRAINTS
+    _estimator_name = GAUSSIAN  # in model files and checkpoints
 
     def __init__(
         self,
@@ -274,7 +276,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         # A checkpoint of another job is refused before any work (persist included).
         checkpoint = None if resume_from is None else open_checkpoint(
             resume_from, self.get_params(deep=False), data.fingerprint(), n_init=self.n_init,
-            algorithm=self.algorithm)
+            algorithm=self.algorithm, estimator=self._estimator_name)
         data = _persisted(data, self.persist)
         callbacks = list(callbacks)
         if self.verbose:
@@ -288,15 +290,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if self.algorithm == "online":
             return self._fit_online(data, callbacks)
 
+        update = self._prepare_update(data, _data_moments(data, self.split_every))
         if self.warm_start and hasattr(self, "converged_"):
-            start = EMResult(self._fitted_params(), self.covariances_, self.lower_bound_)
+            start = replace(self._current_result(), lower_bounds=[], n_iter=0, converged=False)
             (result,) = run_em_many(data, [start], tol=self.tol, reg_covar=self.reg_covar,
                                     max_iter=self.max_iter, split_every=self.split_every,
-                                    callbacks=callbacks)
+                                    callbacks=callbacks, updates=[update])
             self._finish(result)
             return self
         started = time.perf_counter()
-        (candidates,) = _fit_candidates([self.get_params(deep=False)], data, callbacks)
+        (candidates,) = _fit_candidates([self], [update], data, callbacks)
         if self.verbose and self.max_iter > 0:
             for init, result in enumerate(candidates):
                 status = "converged" if result.converged else "did not converge"
@@ -391,10 +394,51 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _resume(self, data: Dataset, checkpoint: CheckpointState, callbacks) -> GaussianMixture:
         """Continue the fit that a checkpoint (checked by :func:`open_checkpoint`) holds."""
-        self._finish(resume_em(data, checkpoint, tol=self.tol, reg_covar=self.reg_covar,
-                               max_iter=self.max_iter, split_every=self.split_every,
-                               callbacks=callbacks))
+        saved = type(self)._from_fitted_model(checkpoint.fitted)
+        self._resuming(saved)
+        self._finish(resume_em(data, checkpoint, saved._current_result(), saved._update(),
+                               tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
+                               split_every=self.split_every, callbacks=callbacks))
         return self
+
+    # What the EM driver needs of an estimator, which BayesianGaussianMixture overrides.
+
+    def _prepare_update(self, data: Dataset, moments: Callable[[], dict]) -> Update | None:
+        """The update of this fit's iterations, before the first: EM's M-step (None) here.
+
+        ``moments()`` gives the data's mean and scatter (:func:`_data_moments`),
+        from one pass shared by the models fitted together, if any needs them.
+        """
+        return None
+
+    def _resuming(self, saved: GaussianMixture) -> None:
+        """Take what the iterations need from a checkpoint's model (EM needs nothing)."""
+
+    def _update(self) -> Update | None:
+        """The update of this fitted model's iterations (resuming a checkpoint): EM's (None)."""
+        return None
+
+    def _start(self, initial: GMMParams, covariances: np.ndarray, data: Dataset,
+               update: Update | None) -> EMResult:
+        """The first iteration's state from the initial parameters (one candidate)."""
+        return EMResult(replace(initial, marginalize=self.missing == "marginalize"), covariances,
+                        -np.inf)
+
+    def _current_result(self) -> EMResult:
+        """This fitted model as the state of its fit: to continue it (warm start, resume)."""
+        return EMResult(self._fitted_params(), self.covariances_, self.lower_bound_,
+                        list(self.lower_bounds_), self.n_iter_, self.converged_)
+
+    def _iteration_model(self, info: IterationInfo, params: dict[str, Any]) -> FittedModel:
+        """The model after iteration ``info`` of a fit with constructor ``params``, as a
+        model file holds it (what a :class:`daskgmm.Checkpoint` writes)."""
+        p = info.params
+        return FittedModel(
+            params=params, weights=p.weights, means=p.means, covariances=info.covariances,
+            precisions_cholesky=p.precisions_cholesky, lower_bounds=list(info.lower_bounds),
+            converged=info.converged, n_iter=info.n_iter, lower_bound=info.lower_bound,
+            n_features=p.n_features, estimator=self._estimator_name,
+        )
 
     def fit_predict(self, X, y=None):
         """Fit, then label ``X`` with the fitted model (one more pass).
@@ -733,71 +777,6 @@ of shape (n_samples, n_features)
         return model
 
 
-def save_model(model: GaussianMixture, path: str | os.PathLike, *, overwrite: bool = True,
-               metadata: dict[str, Any] | None = None,
-               storage_options: dict[str, Any] | None = None) -> Path | str:
-    """Save a fitted :class:`GaussianMixture` to ``path`` (a ``.npz`` file), atomically.
-
-    Every constructor parameter is recorded (see :mod:`daskgmm.persistence`),
-    so ``load_model(path).get_params()`` equals ``model.get_params()``. The
-    file holds numbers and JSON only: loading it runs no code.
-
-    Parameters
-    ----------
-    model : GaussianMixture
-        A fitted model.
-    path : str or os.PathLike
-        A local path, or an fsspec URL (``s3://bucket/model.npz``, stored in one PUT).
-    overwrite : bool, default=True
-        Replace a file at ``path``; otherwise raise :class:`daskgmm.OutputExistsError`.
-    metadata : dict, optional
-        More metadata sections to record, such as ``selection`` (the table
-        of ``daskgmm select``); each is checked against the model file schema.
-    storage_options : dict, optional
-        fsspec options for a URL ``path`` (endpoint, credentials).
-
-    Returns
-    -------
-    Path or str
-        The absolute path, or the URL.
-
-    Raises
-    ------
-    ValueError
-        A parameter cannot be recorded: a ``random_state`` that is a
-        ``RandomState`` over another bit generator than MT19937, say.
-    """
-    return write_fitted_model(path, model._fitted_model(), overwrite=overwrite,
-                              storage_options=storage_options, **(metadata or {}))
-
-
-def load_model(path: str | os.PathLike,
-               storage_options: dict[str, Any] | None = None) -> GaussianMixture:
-    """Load a model saved by :func:`save_model`. Runs no code from the file (no pickle).
-
-    The file is checked against the model file schema first.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        A local path or an fsspec URL.
-    storage_options : dict, optional
-        fsspec options for a URL (endpoint, credentials).
-
-    Returns
-    -------
-    GaussianMixture
-        Fitted, with every constructor parameter as saved.
-
-    Raises
-    ------
-    FileNotFoundError
-    daskgmm.ModelFileError
-        Not a valid daskgmm model file; the message names each field that is wrong.
-    """
-    return GaussianMixture._from_fitted_model(read_fitted_model(path, storage_options))
-
-
 _INITIAL_PARAMETER_ADVICE = {
     "weights_init": "weights_init must be {k} finite proportions in [0, 1] that sum to 1.",
     "means_init": "means_init must be a finite array of shape (n_components, n_features) = "
@@ -853,18 +832,20 @@ def fit_many(models, X, *, sample_weight=None, callbacks=()) -> list[GaussianMix
     """Fit several Gaussian mixtures together, one pass over the data per iteration.
 
     The models may differ in ``n_components``, ``covariance_type``,
-    initialisation, ``tol``, ``reg_covar`` and ``max_iter``. Each is
-    initialised as its own ``fit`` would (initialisation passes are not
-    shared), then every EM pass reads each chunk once and computes the
-    statistics of every model still running from it; each model stops on its
-    own convergence test. Each ends equal, up to rounding, to the same model
-    fitted alone from the same initialisation. For data larger than memory,
-    where a pass costs mostly reading, a sweep costs little more than its
-    largest model.
+    initialisation, ``tol``, ``reg_covar`` and ``max_iter``, and may include
+    :class:`daskgmm.BayesianGaussianMixture` models, whose variational
+    iterations share the same passes (their data-driven priors share one
+    pass too). Each is initialised as its own ``fit`` would, in shared
+    initialisation passes, then every pass reads each chunk once and computes
+    the statistics of every model still running from it; each model stops on
+    its own convergence test. Each ends equal, up to rounding, to the same
+    model fitted alone from the same initialisation. For data larger than
+    memory, where a pass costs mostly reading, a sweep costs little more than
+    its largest model.
 
     Parameters
     ----------
-    models : sequence of GaussianMixture
+    models : sequence of GaussianMixture or BayesianGaussianMixture
         Unfitted or fitted (they are refitted; ``warm_start`` is ignored).
         Their ``split_every``, ``persist`` and ``chunk_size`` are taken from
         the first.
@@ -910,8 +891,9 @@ def fit_many(models, X, *, sample_weight=None, callbacks=()) -> list[GaussianMix
         for model in models:
             _check_fit_data(data, model.n_components)
         data = _persisted(data, first.persist)
-        candidates = _fit_candidates([model.get_params(deep=False) for model in models], data,
-                                     callbacks)
+        moments = _data_moments(data, first.split_every)
+        updates = [model._prepare_update(data, moments) for model in models]
+        candidates = _fit_candidates(models, updates, data, callbacks)
     for model, results in zip(models, candidates, strict=True):
         model._finish(_best(results))
     return models
@@ -1017,7 +999,20 @@ def _init_request(params: dict[str, Any], random_state: np.random.RandomState) -
 
 
 def _user_init(params: dict[str, Any]) -> UserInit:
-    return UserInit(params["weights_init"], params["means_init"], params["precisions_init"])
+    """The given initial parameters (a Bayesian mixture has no such parameters)."""
+    return UserInit(params.get("weights_init"), params.get("means_init"),
+                    params.get("precisions_init"))
+
+
+def _data_moments(data: Dataset, split_every: int) -> Callable[[], dict[str, Any]]:
+    """The data's row count, mean and scatter about the mean, from one pass taken at the
+    first call only (a Bayesian mixture's data-driven priors; unweighted, as scikit-learn's)."""
+    @cache
+    def moments() -> dict[str, Any]:
+        return run_pass(data.with_weights(None), data_moments_chunk, None,
+                        name="gmm-data-moments", split_every=split_every,
+                        combine=merge_data_moments)
+    return moments
 
 
 def _initial_parameters(params: dict[str, Any], data: Dataset,
@@ -1036,42 +1031,46 @@ def _initial_parameters(params: dict[str, Any], data: Dataset,
     return replace(start, marginalize=marginalize), covariances
 
 
-def _fit_candidates(models: list[dict[str, Any]], data: Dataset, callbacks) -> list[list[EMResult]]:
-    """EM from every initialisation of every model, all advanced together in shared passes.
+def _fit_candidates(models: list[GaussianMixture], updates: list[Update | None], data: Dataset,
+                    callbacks) -> list[list[EMResult]]:
+    """Every initialisation of every model, all iterated together in shared passes.
 
     The initialisations share their passes too: every candidate of a
     strategy is started in the same passes over the data.
 
     Parameters
     ----------
-    models : list of dict
-        Each model's constructor parameters; model ``i`` has ``n_init`` candidates.
+    models : list of GaussianMixture
+        Model ``i`` has ``n_init`` candidates.
+    updates : list of (Update or None)
+        Each model's update (:meth:`GaussianMixture._prepare_update`).
 
     Returns
     -------
     list of list of EMResult
         Each model's candidates, in order.
     """
-    marginalize = models[0]["missing"] == "marginalize"
+    params = [model.get_params(deep=False) for model in models]
+    split_every = models[0].split_every
     init_data = data.with_weights(None)
-    if marginalize:
-        init_data = filled_for_initialisation(init_data, models[0]["split_every"])
+    if models[0].missing == "marginalize":
+        init_data = filled_for_initialisation(init_data, split_every)
     owners, requests = [], []
-    for index, params in enumerate(models):
-        random_state = check_random_state(params["random_state"])
-        for _ in range(params["n_init"]):
-            requests.append(_init_request(params, random_state))
+    for index, model_params in enumerate(params):
+        random_state = check_random_state(model_params["random_state"])
+        for _ in range(model_params["n_init"]):
+            requests.append(_init_request(model_params, random_state))
             owners.append(index)
     initial = initial_parameters_many(
-        init_data, requests, [_user_init(models[o]) for o in owners],
-        [models[o]["reg_covar"] for o in owners], models[0]["split_every"])
-    starts = [EMResult(replace(start, marginalize=marginalize), covariances, -np.inf)
-              for start, covariances in initial]
+        init_data, requests, [_user_init(params[o]) for o in owners],
+        [params[o]["reg_covar"] for o in owners], split_every)
+    starts = [models[o]._start(start, covariances, data, updates[o])
+              for o, (start, covariances) in zip(owners, initial, strict=True)]
     results = run_em_many(
-        data, starts, tol=[models[o]["tol"] for o in owners],
-        reg_covar=[models[o]["reg_covar"] for o in owners],
-        max_iter=[models[o]["max_iter"] for o in owners], split_every=models[0]["split_every"],
-        callbacks=callbacks,
+        data, starts, tol=[params[o]["tol"] for o in owners],
+        reg_covar=[params[o]["reg_covar"] for o in owners],
+        max_iter=[params[o]["max_iter"] for o in owners], split_every=split_every,
+        callbacks=callbacks, updates=[updates[o] for o in owners],
     )
     return [[r for o, r in zip(owners, results, strict=True) if o == index]
             for index in range(len(models))]

@@ -7,16 +7,27 @@ A numpy ``.npz`` archive (a zip of ``.npy`` arrays) read with
 
 ``__metadata__``
     uint8 array of UTF-8 JSON: ``format`` ("daskgmm-model"), ``format_version``,
-    ``estimator`` ("daskgmm.GaussianMixture"), ``params`` (every constructor
-    parameter, see below), ``fitted`` (``converged_``, ``n_iter_``,
-    ``lower_bound_``, ``n_features_in_``), ``versions`` (daskgmm and its
-    dependencies) and, in checkpoints, ``checkpoint`` (iteration state).
+    ``estimator`` ("daskgmm.GaussianMixture" or
+    "daskgmm.BayesianGaussianMixture"), ``params`` (every constructor
+    parameter of that estimator, see below), ``fitted`` (``converged_``,
+    ``n_iter_``, ``lower_bound_``, ``n_features_in_``), ``versions`` (daskgmm
+    and its dependencies) and, in checkpoints, ``checkpoint`` (iteration
+    state). A Bayesian model's file also has ``priors``
+    (``weight_concentration_prior_``, ``mean_precision_prior_``,
+    ``degrees_of_freedom_prior_``).
 ``weights``, ``means``, ``covariances``, ``precisions_cholesky``, ``lower_bounds``
     float64 arrays, shaped as the fitted attributes.
+``weight_concentration``, ``mean_precision``, ``degrees_of_freedom``, ``mean_prior``, ``covariance_prior``
+    A Bayesian model's posterior and priors, float64, shaped as its fitted
+    attributes of those names (with a trailing ``_``); the Dirichlet
+    process's pair of ``weight_concentration_`` arrays is stored as one of
+    shape (2, n_components). The fitted ``weights_`` must be the posterior's
+    mean weights.
 
-``params`` holds every parameter of ``GaussianMixture.__init__`` by name:
+``params`` holds every parameter of the estimator's ``__init__`` by name:
 numbers, strings, booleans and None as themselves; ``weights_init``,
-``means_init`` and ``precisions_init`` as nested lists of float64 (JSON
+``means_init``, ``precisions_init``, ``mean_prior`` and an array
+``covariance_prior`` as nested lists of float64 (JSON
 numbers round-trip float64 exactly); a ``numpy.random.RandomState``
 ``random_state`` as its full MT19937 state, in the form of
 ``RandomState.get_state(legacy=False)`` (the key as a list of 624 integers),
@@ -60,18 +71,24 @@ from pydantic import (
 from ._files import is_url
 from ._objectstore import get_object, write_file
 from ._param_constraints import (
+    BAYESIAN,
+    GAUSSIAN,
     accepts_bool,
     parameter_names,
     scikit_learn_default,
     validate_parameters,
 )
+from ._variational import mixture_weights
 from .exceptions import ModelFileError
 
 FORMAT = "daskgmm-model"
 FORMAT_VERSION = 1
-ESTIMATOR = "daskgmm.GaussianMixture"
 _ARRAYS = ("weights", "means", "covariances", "precisions_cholesky", "lower_bounds")
-_ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
+#: A Bayesian model's arrays beyond :data:`_ARRAYS` (see :class:`VariationalFit`).
+_VARIATIONAL_ARRAYS = ("weight_concentration", "mean_precision", "degrees_of_freedom",
+                       "mean_prior", "covariance_prior")
+_ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init", "mean_prior",
+                 "covariance_prior")
 _MT19937_WORDS = 624
 
 
@@ -122,7 +139,7 @@ def encode_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def _encode_param(name: str, value: Any) -> Any:
     """One parameter's JSON value."""
-    if name in _ARRAY_PARAMS and value is not None:
+    if name in _ARRAY_PARAMS and value is not None and not _is_number(value):
         try:
             return np.asarray(value, dtype=np.float64).tolist()
         except (TypeError, ValueError):
@@ -143,6 +160,12 @@ def _encode_param(name: str, value: Any) -> Any:
                      "numpy RandomState instances.")
 
 
+def _is_number(value: Any) -> bool:
+    """A real number, not a bool (``covariance_prior`` is a number for spherical)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
 def _encode_random_state(random_state: np.random.RandomState) -> dict[str, Any]:
     """The full state of a ``RandomState``: its MT19937 key, position and cached Gaussian."""
     state = random_state.get_state(legacy=False)
@@ -158,7 +181,8 @@ def _encode_random_state(random_state: np.random.RandomState) -> dict[str, Any]:
             "has_gauss": int(state["has_gauss"]), "gauss": float(state["gauss"])}
 
 
-def decode_params(params: Any, source: str = "the model file") -> dict[str, Any]:
+def decode_params(params: Any, source: str = "the model file",
+                  estimator: str = GAUSSIAN) -> dict[str, Any]:
     """The constructor parameters recorded by :func:`encode_params`, as Python values.
 
     Parameters
@@ -167,6 +191,8 @@ def decode_params(params: Any, source: str = "the model file") -> dict[str, Any]
         The ``params`` section of a model file's metadata.
     source : str
         What the parameters were read from, for error messages.
+    estimator : str
+        The model file's ``estimator``, whose parameters these are.
 
     Returns
     -------
@@ -180,28 +206,29 @@ def decode_params(params: Any, source: str = "the model file") -> dict[str, Any]
         A parameter this daskgmm does not know, or a value of the wrong kind.
     """
     try:
-        return _decode_params(params)
+        return _decode_params(params, estimator)
     except ValueError as exc:
         raise ModelFileError(f"{source} has an invalid parameter table: {exc}") from None
 
 
-def _decode_params(params: Any) -> dict[str, Any]:
+def _decode_params(params: Any, estimator: str = GAUSSIAN) -> dict[str, Any]:
     """:func:`decode_params` raising ``ValueError`` messages that name the field
     (``params.<name>``), for the model file schema."""
     if not isinstance(params, dict):
         raise ValueError(f"params: not a table of parameters (got a {type(params).__name__}).")
-    names = parameter_names()
+    names = parameter_names(estimator)
     unknown = sorted(set(params) - set(names))
     if unknown:
-        raise ValueError(f"params: parameters this daskgmm does not know: {unknown}. "
-                         "Was it written by a newer daskgmm? Upgrade daskgmm to load it.")
+        raise ValueError(f"params: parameters this daskgmm does not know for {estimator}: "
+                         f"{unknown}. Was it written by a newer daskgmm? Upgrade daskgmm to "
+                         "load it.")
     decoded: dict[str, Any] = {}
     for name, value in params.items():
-        if name in _ARRAY_PARAMS and value is not None:
+        if name in _ARRAY_PARAMS and value is not None and not _is_number(value):
             decoded[name] = _decode_array(name, value)
         elif name == "random_state" and isinstance(value, dict):
             decoded[name] = _decode_random_state(value)
-        elif isinstance(value, bool) and not accepts_bool(name):
+        elif isinstance(value, bool) and not accepts_bool(name, estimator):
             # sklearn's integer and real intervals accept True (a bool is an int).
             raise ValueError(f"params.{name}: a boolean ({value}) where a number or a string "
                              "is expected.")
@@ -329,22 +356,35 @@ class SelectionSection(_Section):
     table: Annotated[list[SelectionRow], Field(min_length=1)]
 
 
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class PriorsSection(_Section):
+    """A Bayesian model's scalar priors, as its fitted ``*_prior_`` attributes."""
+
+    weight_concentration_prior_: PositiveFloat
+    mean_precision_prior_: PositiveFloat
+    degrees_of_freedom_prior_: PositiveFloat
+
+
 class ModelMetadata(_Section):
     """The ``__metadata__`` JSON of a model file or checkpoint.
 
     Sections this daskgmm does not know are kept and not used (``extra``);
     an incompatible change raises ``format_version``. ``params`` is checked
-    against ``GaussianMixture``'s own parameter constraints, with JSON types
-    exactly (no boolean for a number, no NaN).
+    against the estimator's own parameter constraints, with JSON types
+    exactly (no boolean for a number, no NaN); ``priors`` is there exactly
+    for a Bayesian model.
     """
 
     model_config = ConfigDict(strict=True, extra="allow")
 
     format: Literal["daskgmm-model"]
     format_version: Annotated[int, Field(ge=1, le=FORMAT_VERSION)]
-    estimator: Literal["daskgmm.GaussianMixture"]
+    estimator: Literal["daskgmm.GaussianMixture", "daskgmm.BayesianGaussianMixture"]
     params: dict[str, Any]
     fitted: FittedSection
+    priors: PriorsSection | None = None
     versions: dict[str, str] = Field(default_factory=dict)  # informational
     checkpoint: CheckpointSection | None = None
     selection: SelectionSection | None = None
@@ -352,12 +392,16 @@ class ModelMetadata(_Section):
 
     @model_validator(mode="after")
     def _valid_params(self) -> ModelMetadata:
-        decoded = _decode_params(self.params)
+        decoded = _decode_params(self.params, self.estimator)
         try:
-            validate_parameters(decoded)
+            validate_parameters(decoded, self.estimator)
         except ValueError as exc:  # sklearn's InvalidParameterError names the parameter
             raise ValueError(f"params: {exc}") from None
         self._decoded = decoded
+        if (self.priors is None) == (self.estimator == BAYESIAN):
+            raise ValueError(f"priors: {'missing' if self.priors is None else 'present'} in a "
+                             f"{self.estimator} model; a Bayesian model has this section, and "
+                             "only it.")
         state = self.checkpoint
         if state is not None:
             fitted = self.fitted
@@ -422,10 +466,18 @@ class ModelFile(BaseModel):
     covariances: np.ndarray
     precisions_cholesky: np.ndarray
     lower_bounds: np.ndarray
+    # A Bayesian model's (see VariationalFit); None in a GaussianMixture's file.
+    weight_concentration: np.ndarray | None = None
+    mean_precision: np.ndarray | None = None
+    degrees_of_freedom: np.ndarray | None = None
+    mean_prior: np.ndarray | None = None
+    covariance_prior: np.ndarray | None = None
 
-    @field_validator(*_ARRAYS, mode="before")
+    @field_validator(*_ARRAYS, *_VARIATIONAL_ARRAYS, mode="before")
     @classmethod
-    def _finite_float64(cls, value: Any, info: ValidationInfo) -> np.ndarray:
+    def _finite_float64(cls, value: Any, info: ValidationInfo) -> np.ndarray | None:
+        if value is None and info.field_name in _VARIATIONAL_ARRAYS:
+            return None
         return _real_array(str(info.field_name), value)
 
     @model_validator(mode="after")
@@ -448,7 +500,58 @@ class ModelFile(BaseModel):
         _check_weights(self.weights)
         _check_factors(self.precisions_cholesky, ct)
         _check_covariances(self.covariances, self.precisions_cholesky, ct)
+        if self.metadata.estimator == BAYESIAN:
+            self._check_variational(params, k, d, ct)
+        else:
+            present = [name for name in _VARIATIONAL_ARRAYS if getattr(self, name) is not None]
+            if present:
+                raise ValueError(f"{present[0]}: an array of a Bayesian model, in a "
+                                 f"{self.metadata.estimator} model file.")
         return self
+
+    def _check_variational(self, params: dict[str, Any], k: int, d: int, ct: str) -> None:
+        """A Bayesian model's posterior and priors: present, shaped, in range, and agreeing
+        with the fitted weights (which predictions do not read: a disagreement is an edit)."""
+        process = params.get("weight_concentration_prior_type",
+                             "dirichlet_process") == "dirichlet_process"
+        shapes = {"weight_concentration": (2, k) if process else (k,),
+                  "mean_precision": (k,),
+                  "degrees_of_freedom": () if ct == "tied" else (k,),
+                  "mean_prior": (d,),
+                  "covariance_prior": {"full": (d, d), "tied": (d, d), "diag": (d,),
+                                       "spherical": ()}[ct]}
+        arrays: dict[str, np.ndarray] = {}
+        for name, shape in shapes.items():
+            array = getattr(self, name)
+            if array is None:
+                raise ValueError(f"{name}: missing; a Bayesian model file holds it.")
+            if array.shape != shape:
+                raise ValueError(f"{name}: shape {array.shape}; params and fitted.n_features_in_ "
+                                 f"need {shape}.")
+            arrays[name] = array
+        for name in ("weight_concentration", "mean_precision"):
+            if (arrays[name] <= 0).any():
+                raise ValueError(f"{name}: holds values <= 0; it is positive.")
+        if (arrays["degrees_of_freedom"] <= d - 1).any():
+            raise ValueError(f"degrees_of_freedom: holds values <= n_features - 1 = {d - 1}.")
+        prior = arrays["covariance_prior"]
+        if ct in ("full", "tied"):
+            if not np.allclose(prior, prior.T, rtol=FACTOR_AGREEMENT_TOL, atol=0):
+                raise ValueError("covariance_prior: not symmetric.")
+            try:
+                np.linalg.cholesky(prior)
+            except np.linalg.LinAlgError:
+                raise ValueError("covariance_prior: not positive definite.") from None
+        elif (prior <= 0).any():
+            raise ValueError("covariance_prior: holds values <= 0; it is positive.")
+        concentration = arrays["weight_concentration"]
+        expected = mixture_weights(tuple(concentration) if process else concentration,
+                                   "dirichlet_process" if process else "dirichlet_distribution")
+        error = float(np.abs(expected - self.weights).max())
+        if not error <= WEIGHTS_SUM_ATOL:
+            raise ValueError(f"weights: differ from the posterior's mean weights (from "
+                             f"weight_concentration) by {error:.3g}, more than "
+                             f"{WEIGHTS_SUM_ATOL:g}.")
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays, as float64.
@@ -457,9 +560,11 @@ class ModelFile(BaseModel):
         -------
         dict of ndarray
             ``weights``, ``means``, ``covariances``, ``precisions_cholesky`` and
-            ``lower_bounds`` by name, as validated (float64, finite).
+            ``lower_bounds`` by name, as validated (float64, finite), and a
+            Bayesian model's posterior and prior arrays.
         """
-        return {name: getattr(self, name) for name in _ARRAYS}
+        return {name: getattr(self, name) for name in (*_ARRAYS, *_VARIATIONAL_ARRAYS)
+                if getattr(self, name) is not None}
 
 
 def _check_weights(weights: np.ndarray) -> None:
@@ -556,7 +661,9 @@ def validate_model_file(arrays: dict[str, Any], metadata: Any,
     ----------
     arrays : dict of array-like
         ``weights``, ``means``, ``covariances``, ``precisions_cholesky`` and
-        ``lower_bounds`` (others are ignored).
+        ``lower_bounds``, and a Bayesian model's ``weight_concentration``,
+        ``mean_precision``, ``degrees_of_freedom``, ``mean_prior`` and
+        ``covariance_prior`` (others are ignored).
     metadata : dict
         The ``__metadata__`` JSON.
     source : str
@@ -577,10 +684,49 @@ def validate_model_file(arrays: dict[str, Any], metadata: Any,
         raise ModelFileError(f"{source} lacks the arrays {missing}.")
     try:
         return ModelFile.model_validate(
-            {"metadata": metadata, **{name: arrays[name] for name in _ARRAYS}})
+            {"metadata": metadata, **{name: arrays[name] for name in _ARRAYS},
+             **{name: arrays[name] for name in _VARIATIONAL_ARRAYS if name in arrays}})
     except ValidationError as error:
         raise ModelFileError(f"{source} is not a valid daskgmm model file: "
                              f"{_problems(error)}") from None
+
+
+@dataclass(frozen=True)
+class VariationalFit:
+    """A Bayesian mixture's posterior and priors: what its model file holds beyond a mixture.
+
+    Attributes
+    ----------
+    weight_concentration : ndarray of shape (n_components,) or (2, n_components)
+        ``weight_concentration_``; the Dirichlet process's pair stacked.
+    mean_precision : ndarray of shape (n_components,)
+    degrees_of_freedom : ndarray of shape (n_components,), or () for ``tied``
+    weight_concentration_prior, mean_precision_prior, degrees_of_freedom_prior : float
+    mean_prior : ndarray of shape (n_features,)
+    covariance_prior : ndarray
+        Shaped by ``covariance_type`` as scikit-learn's ``covariance_prior_``
+        (a 0-d array for ``spherical``).
+    """
+
+    weight_concentration: np.ndarray
+    mean_precision: np.ndarray
+    degrees_of_freedom: np.ndarray
+    weight_concentration_prior: float
+    mean_precision_prior: float
+    mean_prior: np.ndarray
+    degrees_of_freedom_prior: float
+    covariance_prior: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays a model file stores, by name."""
+        return {name: np.asarray(getattr(self, name), dtype=np.float64)
+                for name in _VARIATIONAL_ARRAYS}
+
+    def priors_section(self) -> dict[str, float]:
+        """The metadata's ``priors`` section."""
+        return {"weight_concentration_prior_": float(self.weight_concentration_prior),
+                "mean_precision_prior_": float(self.mean_precision_prior),
+                "degrees_of_freedom_prior_": float(self.degrees_of_freedom_prior)}
 
 
 @dataclass(frozen=True)
@@ -601,6 +747,10 @@ class FittedModel:
         The mean log-likelihood after each iteration.
     converged, n_iter, lower_bound, n_features
         The fitted ``converged_``, ``n_iter_``, ``lower_bound_`` and ``n_features_in_``.
+    estimator : str
+        Which estimator: ``"daskgmm.GaussianMixture"`` or ``"daskgmm.BayesianGaussianMixture"``.
+    variational : VariationalFit or None
+        A Bayesian model's posterior and priors.
     """
 
     params: dict[str, Any]
@@ -613,6 +763,8 @@ class FittedModel:
     n_iter: int
     lower_bound: float
     n_features: int
+    estimator: str = GAUSSIAN
+    variational: VariationalFit | None = None
 
 
 def model_file_contents(
@@ -627,6 +779,8 @@ def model_file_contents(
     n_iter: int,
     lower_bound: float,
     n_features: int,
+    estimator: str = GAUSSIAN,
+    variational: VariationalFit | None = None,
     **sections: Any,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays and metadata of a model file or a checkpoint: the one builder of both.
@@ -641,6 +795,11 @@ def model_file_contents(
         The mean log-likelihood after each iteration.
     converged, n_iter, lower_bound, n_features
         The fitted ``converged_``, ``n_iter_``, ``lower_bound_`` and ``n_features_in_``.
+    estimator : str
+        The estimator's name in the file (:data:`daskgmm._param_constraints.GAUSSIAN`
+        or ``BAYESIAN``), whose parameters ``params`` are.
+    variational : VariationalFit, optional
+        A Bayesian model's posterior and priors (required for one).
     **sections
         More metadata sections: ``checkpoint`` (iteration state), ``selection``.
 
@@ -659,7 +818,7 @@ def model_file_contents(
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "estimator": ESTIMATOR,
+        "estimator": estimator,
         "params": params,
         "fitted": {
             "converged_": bool(converged),
@@ -668,6 +827,7 @@ def model_file_contents(
             "n_features_in_": int(n_features),
         },
         "versions": dependency_versions(),
+        **({} if variational is None else {"priors": variational.priors_section()}),
         **sections,
     }
     arrays = {
@@ -676,6 +836,7 @@ def model_file_contents(
         "covariances": covariances,
         "precisions_cholesky": precisions_cholesky,
         "lower_bounds": np.asarray(lower_bounds, dtype=np.float64),
+        **({} if variational is None else variational.arrays()),
     }
     # What a reader will see: the metadata after its JSON round trip.
     validate_model_file(arrays, json.loads(json.dumps(metadata)), "the model to be written")
@@ -707,7 +868,8 @@ def fitted_model_contents(fitted: FittedModel, **sections: Any) -> tuple[dict, d
         encode_params(fitted.params), weights=fitted.weights, means=fitted.means,
         covariances=fitted.covariances, precisions_cholesky=fitted.precisions_cholesky,
         lower_bounds=fitted.lower_bounds, converged=fitted.converged, n_iter=fitted.n_iter,
-        lower_bound=fitted.lower_bound, n_features=fitted.n_features, **sections,
+        lower_bound=fitted.lower_bound, n_features=fitted.n_features,
+        estimator=fitted.estimator, variational=fitted.variational, **sections,
     )
 
 
@@ -814,10 +976,10 @@ def _read_validated(path: str | os.PathLike,
     if not isinstance(metadata, dict):
         raise ModelFileError(f"{str(path)!r} has corrupt metadata: a JSON "
                              f"{type(metadata).__name__}, not an object.")
-    if metadata.get("format") != FORMAT or metadata.get("estimator") != ESTIMATOR:
+    if metadata.get("format") != FORMAT or metadata.get("estimator") not in (GAUSSIAN, BAYESIAN):
         raise ModelFileError(
             f"{str(path)!r} holds {metadata.get('estimator')!r} in format "
-            f"{metadata.get('format')!r}, not a {ESTIMATOR} model."
+            f"{metadata.get('format')!r}, not a {GAUSSIAN} or {BAYESIAN} model."
         )
     version = metadata.get("format_version")
     if type(version) is not int or version > FORMAT_VERSION:
@@ -908,8 +1070,21 @@ def read_fitted_model_and_metadata(path: str | os.PathLike,
         precisions_cholesky=contents.precisions_cholesky,
         lower_bounds=[float(v) for v in contents.lower_bounds],
         converged=fitted.converged_, n_iter=fitted.n_iter_, lower_bound=fitted.lower_bound_,
-        n_features=fitted.n_features_in_,
+        n_features=fitted.n_features_in_, estimator=contents.metadata.estimator,
+        variational=_variational_fit(contents),
     ), metadata
+
+
+def _variational_fit(contents: ModelFile) -> VariationalFit | None:
+    """A validated Bayesian model file's posterior and priors; None for a GaussianMixture's."""
+    priors = contents.metadata.priors
+    if priors is None:
+        return None
+    arrays = {name: getattr(contents, name) for name in _VARIATIONAL_ARRAYS}
+    return VariationalFit(**arrays,
+                          weight_concentration_prior=priors.weight_concentration_prior_,
+                          mean_precision_prior=priors.mean_precision_prior_,
+                          degrees_of_freedom_prior=priors.degrees_of_freedom_prior_)
 
 
 def model_summary(path: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> dict:

@@ -92,3 +92,10 @@ def test_model_files_and_checkpoints_do_not_import_the_estimator():
 
 def test_the_constraint_table_declares_exactly_the_constructor_parameters():
     assert set(PARAMETER_CONSTRAINTS) == set(GaussianMixture._get_param_names())
+
+
+def test_the_bayesian_constraint_table_declares_exactly_its_constructor_parameters():
+    from daskgmm._param_constraints import BAYESIAN_PARAMETER_CONSTRAINTS
+    from daskgmm.bayesian import BayesianGaussianMixture
+
+    assert set(BAYESIAN_PARAMETER_CONSTRAINTS) == set(BayesianGaussianMixture._get_param_names())

@@ -379,7 +379,8 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
     from .._files import check_writable
     from ..callbacks import ProgressLog
     from ..checkpoints import Checkpoint
-    from ..estimator import GaussianMixture, save_model
+    from ..estimator import GaussianMixture
+    from ..model_files import save_model
     from .cluster import connect
     from .outputs import check_output
 
@@ -536,8 +537,8 @@ def _resolve(config, overrides, model_path, data_path, array):
 
 
 def _load_model_and_data(cfg, model_path, data_path, array, log_format="text"):
-    from ..estimator import load_model
     from ..exceptions import ModelFileError
+    from ..model_files import load_model
 
     with _phase(EXIT_OUTPUT, ModelFileError, FileNotFoundError, ImportError):
         model = load_model(model_path, cfg.output_storage_options if cfg else None)
@@ -751,7 +752,8 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
       daskgmm select configs/demo.yaml --n-components 2-9 --covariance-types full,diag
       daskgmm select configs/demo.yaml --table selection.csv
     """
-    from ..estimator import GaussianMixture, information_criteria_many, save_model
+    from ..estimator import GaussianMixture, information_criteria_many
+    from ..model_files import save_model
     from .cluster import connect
     from .outputs import check_output
 
@@ -1060,8 +1062,8 @@ def report(model_path, data_path, array, out_dir, n_sample, overwrite, storage_o
       daskgmm report model.npz --out-dir report/ --overwrite
     """
     from .._files import check_writable
-    from ..estimator import load_model
     from ..exceptions import ModelFileError
+    from ..model_files import load_model
     from ..persistence import model_summary
     from . import plots
 
