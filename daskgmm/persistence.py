@@ -1104,8 +1104,8 @@ def model_summary(path: str | os.PathLike, storage_options: dict[str, Any] | Non
         (a recorded ``random_state`` state shown as ``"RandomState (MT19937
         state)"``), ``fitted`` and ``versions`` (empty if absent); ``arrays``,
         each array's name to its shape as a list; ``weights``, the mixture
-        weights rounded to 6 decimals; and the ``checkpoint`` and ``selection``
-        sections, if the file has them.
+        weights rounded to 6 decimals; and the ``priors`` (a Bayesian model's),
+        ``checkpoint`` and ``selection`` sections, if the file has them.
     """
     arrays, metadata = read_model_file(path, storage_options)
     summary = {k: metadata[k] for k in ("format", "format_version", "estimator", "params",
@@ -1115,7 +1115,7 @@ def model_summary(path: str | os.PathLike, storage_options: dict[str, Any] | Non
         summary["params"] = {**summary["params"], "random_state": "RandomState (MT19937 state)"}
     summary["arrays"] = {name: list(a.shape) for name, a in arrays.items()}
     summary["weights"] = [round(float(w), 6) for w in arrays["weights"]]
-    for key in ("checkpoint", "selection"):
+    for key in ("priors", "checkpoint", "selection"):
         if key in metadata:
             summary[key] = metadata[key]
     return summary

@@ -69,13 +69,14 @@ def test_a_corrupt_chunk_is_named_by_its_key_with_what_to_do(tmp_path, capsys):
 def test_every_estimator_parameter_is_a_model_config_key_with_its_default():
     import inspect
 
-    from daskgmm import GaussianMixture
-    from daskgmm.jobs.config import ModelConfig
+    from daskgmm import BayesianGaussianMixture, GaussianMixture
+    from daskgmm.jobs.config import ModelConfig, estimator_params
 
-    parameters = inspect.signature(GaussianMixture).parameters
-    assert set(ModelConfig.model_fields) == set(parameters)
-    defaults = ModelConfig().model_dump()
-    assert defaults == {name: p.default for name, p in parameters.items()}
+    for estimator in (GaussianMixture, BayesianGaussianMixture):
+        parameters = inspect.signature(estimator).parameters
+        defaults = estimator_params(ModelConfig(estimator=estimator.__name__))
+        assert defaults == {name: p.default for name, p in parameters.items()}
+    assert ModelConfig().estimator == "GaussianMixture"
 
 
 def test_online_em_from_a_config(tmp_path, capsys):

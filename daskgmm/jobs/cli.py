@@ -29,6 +29,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -379,9 +380,9 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
     from .._files import check_writable
     from ..callbacks import ProgressLog
     from ..checkpoints import Checkpoint
-    from ..estimator import GaussianMixture
     from ..model_files import save_model
     from .cluster import connect
+    from .config import make_estimator
     from .outputs import check_output
 
     cfg = _load(config, overrides)
@@ -411,7 +412,7 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
         X = _open_config_data(cfg, log_format)
         weights = _open_weights(cfg, X)
         with _phase(EXIT_CONFIG, ValueError, TypeError):
-            model = GaussianMixture(**cfg.model.model_dump())
+            model = make_estimator(cfg.model)
             model._validate_params()
             model._check_initial_parameters(X.shape[1])
         from .progress import FitProgress, bars_wanted
@@ -449,18 +450,32 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
                               resume_from=cfg.checkpoint.path if resume else None)
         seconds = time.perf_counter() - started
         with _data_errors():
-            bic = model.information_criteria(X, weights)["bic"]
+            quality = _fit_quality(model, X, weights)
     with _phase(EXIT_OUTPUT, OSError):
         save_model(model, cfg.output.model, overwrite=overwrite,
                    storage_options=cfg.output_storage_options)
-    _log(log_format, "summary", converged=bool(model.converged_), iterations=int(model.n_iter_),
-         iterations_run=timing.iterations, log_likelihood=float(model.lower_bound_),
-         bic=float(bic), seconds=round(seconds, 3),
+    _log(log_format, "summary", estimator=cfg.model.estimator, converged=bool(model.converged_),
+         iterations=int(model.n_iter_), iterations_run=timing.iterations, **quality,
+         seconds=round(seconds, 3),
          init_seconds=round(max(seconds - timing.seconds, 0.0), 3),
          seconds_per_iteration=round(timing.seconds / max(timing.iterations, 1), 3),
          model=cfg.output.model)
     if fail_on_no_convergence and not model.converged_:
         raise JobError(f"EM did not converge in {model.n_iter_} iterations.", EXIT_FIT)
+
+
+def _fit_quality(model, X, weights) -> dict[str, Any]:
+    """The fit's summary of its result: the mean log-likelihood and BIC (one more pass) of
+    a Gaussian mixture; a Bayesian mixture's lower bound and how many components the data
+    kept (those holding 99% of the weight)."""
+    from ..bayesian import BayesianGaussianMixture
+    from .plots import components_holding
+
+    if isinstance(model, BayesianGaussianMixture):
+        return {"lower_bound": float(model.lower_bound_),
+                "components_holding_99pct": components_holding(model.weights_, 0.99)}
+    return {"log_likelihood": float(model.lower_bound_),
+            "bic": float(model.information_criteria(X, weights)["bic"])}
 
 
 @contextmanager
@@ -705,6 +720,10 @@ def score(config, overrides, model_path, data_path, array, log_format):
     cfg, model_path, data_path, array = _resolve(config, overrides, model_path, data_path, array)
     with _cluster_errors(), connect(_cluster_of(cfg), announce=_announce_dashboard):
         model, X = _load_model_and_data(cfg, model_path, data_path, array, log_format)
+        if not hasattr(model, "information_criteria"):
+            raise JobError(f"The model {model_path} is a BayesianGaussianMixture, which has no "
+                           "likelihood to score with BIC and AIC (its lower bound is in "
+                           "`daskgmm info`); score a GaussianMixture.", EXIT_CONFIG)
         with _data_errors():
             criteria = model.information_criteria(X, _open_weights(cfg, X))
     if not math.isfinite(criteria["log_likelihood"]):
@@ -755,9 +774,15 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
     from ..estimator import GaussianMixture, information_criteria_many
     from ..model_files import save_model
     from .cluster import connect
+    from .config import estimator_params
     from .outputs import check_output
 
     cfg = _load(config, overrides)
+    if cfg.model.estimator != "GaussianMixture":
+        raise JobError(f"select compares GaussianMixture models by {criterion.upper()}; "
+                       f"model.estimator is {cfg.model.estimator}, which has no likelihood to "
+                       "penalise: fit it with `daskgmm fit` (give a generous n_components and "
+                       "the data switch off what they do not need).", EXIT_CONFIG)
     try:
         grid_k = _parse_int_list(n_components_text)
     except ValueError:
@@ -783,7 +808,8 @@ def select(config, overrides, n_components_text, covariance_types, criterion, ta
         models = []
         for ct in types:
             for k in grid_k:
-                params = {**cfg.model.model_dump(), "n_components": k, "covariance_type": ct}
+                params = {**estimator_params(cfg.model), "n_components": k,
+                          "covariance_type": ct}
                 params.update(weights_init=None, means_init=None, precisions_init=None)
                 models.append(GaussianMixture(**params))
         # The whole grid in shared passes: each pass reads every chunk once for all candidates.
@@ -914,13 +940,23 @@ def info(model_path, as_json, storage_options):
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
+    from .plots import components_holding
+
     p, f = summary["params"], summary["fitted"]
+    bayesian = "priors" in summary
     click.echo(f"{summary['estimator']} (format {summary['format']} v{summary['format_version']})")
     click.echo(f"  n_components={p['n_components']}  covariance_type={p['covariance_type']}  "
                f"n_features={f['n_features_in_']}")
+    bound = "lower bound" if bayesian else "mean log-likelihood"
     click.echo(f"  converged={f['converged_']}  n_iter={f['n_iter_']}  "
-               f"mean log-likelihood={f['lower_bound_']:.6f}")
+               f"{bound}={f['lower_bound_']:.6f}")
     click.echo(f"  weights={summary['weights']}")
+    if bayesian:
+        priors = summary["priors"]
+        click.echo(f"  weight_concentration_prior_type={p['weight_concentration_prior_type']}  "
+                   f"weight_concentration_prior_={priors['weight_concentration_prior_']:.6g}")
+        click.echo(f"  {components_holding(summary['weights'], 0.99)} of {p['n_components']} "
+                   "components hold 99% of the weight")
     click.echo("  versions: " + ", ".join(f"{k} {v}" for k, v in summary["versions"].items()))
     if "checkpoint" in summary:
         click.echo(f"  checkpoint at iteration {summary['checkpoint']['n_iter']}")
@@ -1054,7 +1090,9 @@ def rewrite(source, dest, array, allow_missing_chunks, overwrite, storage_option
 @_storage_options_option
 @_log_format_only
 def report(model_path, data_path, array, out_dir, n_sample, overwrite, storage_options):
-    """Write PNG plots: log-likelihood per iteration, BIC over n_components, 2-D projection.
+    """Write PNG plots: log-likelihood (a Bayesian model's lower bound) per iteration, the
+    weights (which components the data switched off), BIC over n_components (a model chosen
+    by select), and a 2-D projection of the data (with --data).
 
     \b
     Examples:
@@ -1071,7 +1109,7 @@ def report(model_path, data_path, array, out_dir, n_sample, overwrite, storage_o
         model = load_model(model_path, storage_options)
         summary = model_summary(model_path, storage_options)
     out = Path(out_dir)
-    targets = {"log_likelihood": out / "log_likelihood.png"}
+    targets = {"log_likelihood": out / "log_likelihood.png", "weights": out / "weights.png"}
     if "selection" in summary:
         targets["selection"] = out / "selection.png"
     if data_path:
@@ -1079,7 +1117,8 @@ def report(model_path, data_path, array, out_dir, n_sample, overwrite, storage_o
     with _phase(EXIT_OUTPUT, OSError):
         for target in targets.values():  # all of them before any work
             check_writable(target, overwrite)
-        written = [plots.plot_log_likelihood(model, targets["log_likelihood"], overwrite=overwrite)]
+        written = [plots.plot_log_likelihood(model, targets["log_likelihood"], overwrite=overwrite),
+                   plots.plot_weights(model, targets["weights"], overwrite=overwrite)]
         if "selection" in targets:
             written.append(plots.plot_selection(summary["selection"], targets["selection"],
                                                 overwrite=overwrite))

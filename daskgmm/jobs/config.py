@@ -46,9 +46,18 @@ class DataConfig(_Section):
     _absolute_path = field_validator("path")(_client_path)
 
 
-class ModelConfig(_Section):
-    """Every ``GaussianMixture`` parameter, with scikit-learn's defaults."""
+#: The model keys of one estimator only (the others are both estimators' parameters).
+GAUSSIAN_ONLY = ("weights_init", "means_init", "precisions_init", "algorithm", "online_passes",
+                 "batch_size", "learning_decay", "learning_offset", "missing")
+BAYESIAN_ONLY = ("weight_concentration_prior_type", "weight_concentration_prior",
+                 "mean_precision_prior", "mean_prior", "degrees_of_freedom_prior",
+                 "covariance_prior")
 
+
+class ModelConfig(_Section):
+    """The estimator and every one of its parameters, with scikit-learn's defaults."""
+
+    estimator: Literal["GaussianMixture", "BayesianGaussianMixture"] = Field(default="GaussianMixture", description="GaussianMixture (EM) or BayesianGaussianMixture (variational inference: give a generous n_components, and the data switch off those they do not need)")
     n_components: Annotated[int, Field(ge=1)] = 1
     covariance_type: Literal["full", "tied", "diag", "spherical"] = "full"
     tol: Annotated[float, Field(ge=0)] = 1e-3
@@ -72,6 +81,24 @@ class ModelConfig(_Section):
     learning_decay: Annotated[float, Field(gt=0.5, le=1.0)] = 0.6
     learning_offset: Annotated[float, Field(ge=0)] = 1.0
     missing: Literal["error", "marginalize"] = "error"
+    weight_concentration_prior_type: Literal["dirichlet_process", "dirichlet_distribution"] = "dirichlet_process"
+    weight_concentration_prior: Annotated[float, Field(gt=0)] | None = None
+    mean_precision_prior: Annotated[float, Field(gt=0)] | None = None
+    mean_prior: list[float] | None = None
+    degrees_of_freedom_prior: float | None = None
+    covariance_prior: float | list[float] | list[list[float]] | None = None
+
+    @model_validator(mode="after")
+    def _keys_of_the_estimator(self) -> ModelConfig:
+        other = BAYESIAN_ONLY if self.estimator == "GaussianMixture" else GAUSSIAN_ONLY
+        given = [key for key in other if key in self.model_fields_set]
+        if given:
+            raise ValueError(
+                f"{', '.join('model.' + key for key in given)} "
+                f"{'is a parameter' if len(given) == 1 else 'are parameters'} of "
+                f"{'BayesianGaussianMixture' if self.estimator == 'GaussianMixture' else 'GaussianMixture'}"
+                f", not of model.estimator {self.estimator}")
+        return self
 
 
 class TLSConfig(_Section):
@@ -307,7 +334,7 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> JobCo
 
 
 def estimator_params(model: ModelConfig) -> dict:
-    """Keyword arguments for ``GaussianMixture`` from the model section.
+    """Keyword arguments for the estimator the model section names (``model.estimator``).
 
     Parameters
     ----------
@@ -317,8 +344,30 @@ def estimator_params(model: ModelConfig) -> dict:
     Returns
     -------
     dict
-        Every ``GaussianMixture`` parameter by name (those the config leaves
-        out at their defaults), as plain Python values (``*_init`` as nested
+        Every parameter of that estimator by name (those the config leaves
+        out at their defaults), as plain Python values (arrays as nested
         lists).
     """
-    return model.model_dump()
+    other = BAYESIAN_ONLY if model.estimator == "GaussianMixture" else GAUSSIAN_ONLY
+    return {key: value for key, value in model.model_dump().items()
+            if key != "estimator" and key not in other}
+
+
+def make_estimator(model: ModelConfig):
+    """The unfitted estimator the model section describes.
+
+    Parameters
+    ----------
+    model : ModelConfig
+
+    Returns
+    -------
+    daskgmm.GaussianMixture or daskgmm.BayesianGaussianMixture
+    """
+    if model.estimator == "BayesianGaussianMixture":
+        from ..bayesian import BayesianGaussianMixture
+
+        return BayesianGaussianMixture(**estimator_params(model))
+    from ..estimator import GaussianMixture
+
+    return GaussianMixture(**estimator_params(model))

@@ -32,6 +32,32 @@ def _save(fig: Figure, path: Path, overwrite: bool) -> Path:
     return path
 
 
+def _is_bayesian(model) -> bool:
+    return hasattr(model, "weight_concentration_prior_type")
+
+
+def components_holding(weights, share: float) -> int:
+    """The fewest components whose weights add up to ``share`` of the total.
+
+    How many components a Bayesian mixture's data kept: the others were
+    switched off (their weights went to about zero).
+
+    Parameters
+    ----------
+    weights : array-like of shape (n_components,)
+    share : float
+        In (0, 1].
+
+    Returns
+    -------
+    int
+    """
+    ordered = np.sort(np.asarray(weights, dtype=np.float64))[::-1]
+    total = ordered.sum()
+    return int(min(np.searchsorted(np.cumsum(ordered), share * total * (1 - 1e-12)) + 1,
+                   ordered.size))
+
+
 def draw_log_likelihood(model) -> Figure:
     """The figure of :func:`plot_log_likelihood`: whole-number iterations, and the
     log-likelihood's own values on the y axis (no offset such as ``1e-7-1.37e1``)."""
@@ -42,19 +68,23 @@ def draw_log_likelihood(model) -> Figure:
     ax.plot(np.arange(1, bounds.size + 1), bounds, marker="o")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-    ax.set_xlabel("EM iteration")
-    ax.set_ylabel("mean log-likelihood")
+    if _is_bayesian(model):
+        ax.set_xlabel("variational iteration")
+        ax.set_ylabel("lower bound")
+    else:
+        ax.set_xlabel("EM iteration")
+        ax.set_ylabel("mean log-likelihood")
     ax.set_title(f"{model.n_components} components, {model.covariance_type} covariance")
     ax.grid(alpha=0.3)
     return fig
 
 
 def plot_log_likelihood(model, path: str | Path, *, overwrite: bool = True) -> Path:
-    """Mean log-likelihood per EM iteration.
+    """Mean log-likelihood per EM iteration (a Bayesian mixture's lower bound per iteration).
 
     Parameters
     ----------
-    model : GaussianMixture
+    model : GaussianMixture or BayesianGaussianMixture
         A fitted model.
     path : str or Path
         The PNG file to write.
@@ -67,6 +97,47 @@ def plot_log_likelihood(model, path: str | Path, *, overwrite: bool = True) -> P
     Path
     """
     return _save(draw_log_likelihood(model), Path(path), overwrite)
+
+
+def draw_weights(model) -> Figure:
+    """The figure of :func:`plot_weights`: one bar per component, in the model's order."""
+    fig, ax = _figure()
+    weights = np.asarray(model.weights_)
+    kept = components_holding(weights, 0.99)
+    order = np.argsort(weights)[::-1]
+    in_use = np.zeros(weights.size, dtype=bool)
+    in_use[order[:kept]] = True
+    ax.bar(np.arange(weights.size), weights, color=np.where(in_use, "tab:blue", "tab:gray"))
+    ax.set_xticks(np.arange(weights.size))
+    ax.set_xlabel("component")
+    ax.set_ylabel("weight")
+    ax.set_title(f"{kept} of {weights.size} components hold 99% of the weight"
+                 + (" (grey: switched off)" if kept < weights.size else ""))
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def plot_weights(model, path: str | Path, *, overwrite: bool = True) -> Path:
+    """The fitted weights: for a Bayesian mixture, which components the data switched off.
+
+    The fewest components that hold 99% of the weight are drawn in blue, the
+    others in grey.
+
+    Parameters
+    ----------
+    model : GaussianMixture or BayesianGaussianMixture
+        A fitted model.
+    path : str or Path
+        The PNG file to write.
+    overwrite : bool, default=True
+        Replace a file at ``path``; otherwise raise
+        :class:`daskgmm.exceptions.OutputExistsError`.
+
+    Returns
+    -------
+    Path
+    """
+    return _save(draw_weights(model), Path(path), overwrite)
 
 
 def draw_selection(selection: dict) -> Figure:
@@ -177,7 +248,10 @@ def plot_projection(model, X, path: str | Path, n_sample: int = 5000, seed: int 
     colours = colormaps["tab10"]
     ax.scatter(projected[:, 0], projected[:, 1], c=[colours(label % 10) for label in labels], s=4,
                alpha=0.5)
+    switched_off = np.asarray(model.weights_) < 1e-3 if _is_bayesian(model) else ()
     for k, (mean, cov) in enumerate(zip(model.means_, _full_covariances(model), strict=True)):
+        if k < len(switched_off) and switched_off[k]:
+            continue  # a component the data switched off: no rows, no ellipse
         m2 = (mean - centre) @ axes
         c2 = axes.T @ cov @ axes
         values, vectors = np.linalg.eigh(c2)
