@@ -489,6 +489,8 @@ def main() -> int:
     parser.add_argument("--cases", default="a,b,c,d,e", help="comma-separated cases: a, b, c, d, e")
     parser.add_argument("--libraries", default="daskgmm,sklearn,spark,pycave",
                         help="peers for cases a-c (each runs only where it applies)")
+    parser.add_argument("--covariance-types", default="full,tied,diag,spherical",
+                        help="case a's covariance types (cases b and c have one each)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every N by this (0.001 for a smoke test)")
@@ -506,7 +508,8 @@ def main() -> int:
     in_memory = []
     for case in (c for c in cases if c in IN_MEMORY_CASES):
         spec = IN_MEMORY_CASES[case]
-        for covariance_type in spec.covariance_types:
+        wanted = args.covariance_types.split(",")
+        for covariance_type in (t for t in spec.covariance_types if case != "a" or t in wanted):
             for library in (lib for lib in libraries if lib in spec.libraries):
                 if library == "spark" and covariance_type not in SPARK_COVARIANCES:
                     continue

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
-from daskgmm import GaussianMixture, open_zarr_array
+from daskgmm import BayesianGaussianMixture, GaussianMixture, open_zarr_array
 from daskgmm.jobs.outputs import write_predictions
 from daskgmm.jobs.synthetic import make_mixture_zarr
 
@@ -173,4 +173,39 @@ def test_a_fit_with_missing_entries_on_data_larger_than_worker_memory(big_zarr,
     assert model.n_iter_ == 1 and np.all(np.isfinite(model.means_))
     print("peak RSS growth per worker with missing entries, MiB:",
           sorted(round(v / 2**20) for v in growth.values()))
+    assert max(growth.values()) < 12 * CHUNK_BYTES
+
+
+def test_a_bayesian_mixture_keeps_only_the_components_the_data_need_out_of_core(
+        big_zarr, small_memory_cluster):
+    """n_components=10 on the 3-component store, on a quarter of it: more rows than the two
+    workers' memory together can hold.
+
+    At this scale variational inference switches off surplus components slowly from any
+    start (measured: on 100,000 of these rows, 600 iterations from each of the three
+    initialisations still left a cluster split between components), while on a sample of
+    10,000 rows it does so in a few dozen iterations. So the fit runs as a user would run
+    it: on a sample in memory, then warm-started on all the data, out of core, where every
+    component is re-estimated from all rows and the switched-off ones stay off.
+    """
+    client = small_memory_cluster
+    X = da.from_zarr(open_zarr_array(big_zarr, "X"))
+    part = X[: X.shape[0] // 4]
+    assert part.nbytes > N_WORKERS * WORKER_MEMORY
+    model = BayesianGaussianMixture(n_components=10, weight_concentration_prior=1e-3,
+                                    init_params="random_from_data", random_state=0,
+                                    warm_start=True, max_iter=1000, persist=False)
+    model.fit(np.asarray(part[:10_000]))  # the sample, in the client
+    assert model.converged_ and np.sort(model.weights_)[-3:].sum() >= 0.99
+    model.set_params(max_iter=3, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter=3 does not converge, by design
+        fitted, growth, _ = _measure(client, lambda: model.fit(part))
+    assert fitted.n_iter_ == 3 and np.all(np.diff(fitted.lower_bounds_) > 0)
+    weights = np.sort(fitted.weights_)[::-1]
+    print("weights out of core:", np.round(weights, 5), "peak RSS growth per worker, MiB:",
+          sorted(round(v / 2**20) for v in growth.values()))
+    assert weights[:3].sum() >= 0.99
+    true = np.sort(open_zarr_array(big_zarr, "weights")[:])[::-1]
+    np.testing.assert_allclose(weights[:3], true, atol=2e-3)  # from all rows, not the sample's
     assert max(growth.values()) < 12 * CHUNK_BYTES
