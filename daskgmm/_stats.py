@@ -402,13 +402,20 @@ def _estep_stats_fused(X: np.ndarray, params: GMMParams, form: LinearForm,
     return Stats(n=n, nk=nk, s1=s1, s2=s2, loglik=np.float64(loglik))
 
 
-def data_moments_chunk(block: np.ndarray, params: None, start: int) -> dict[str, Any]:
+def data_moments_chunk(block: np.ndarray, params: None, start: int,
+                       weights: np.ndarray | None = None) -> dict[str, Any]:
     """A chunk's row count, mean, and scatter about its own mean (merged exactly by
-    :func:`merge_data_moments`, Chan's rule, with no cancellation far from the origin)."""
+    :func:`merge_data_moments`, Chan's rule, with no cancellation far from the origin).
+
+    With ``weights``, a row of weight ``w`` counts as ``w`` copies of it: the
+    count is the weights' sum, and the mean and scatter are weighted.
+    """
     X = np.asarray(block, dtype=np.float64)
-    mean = X.mean(axis=0) if X.shape[0] else np.zeros(X.shape[1])
+    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    n = float(w.sum())
+    mean = (w @ X) / n if n > 0 else np.zeros(X.shape[1])
     centred = X - mean
-    return {"n": float(X.shape[0]), "mean": mean, "scatter": centred.T @ centred}
+    return {"n": n, "mean": mean, "scatter": (centred * w[:, np.newaxis]).T @ centred}
 
 
 def merge_data_moments(parts: list[dict[str, Any]]) -> dict[str, Any]:

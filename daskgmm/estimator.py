@@ -1006,10 +1006,11 @@ def _user_init(params: dict[str, Any]) -> UserInit:
 
 def _data_moments(data: Dataset, split_every: int) -> Callable[[], dict[str, Any]]:
     """The data's row count, mean and scatter about the mean, from one pass taken at the
-    first call only (a Bayesian mixture's data-driven priors; unweighted, as scikit-learn's)."""
+    first call only (a Bayesian mixture's data-driven priors). Weighted rows count as copies
+    (integer weights are repeated rows), as in the fit itself."""
     @cache
     def moments() -> dict[str, Any]:
-        return run_pass(data.with_weights(None), data_moments_chunk, None,
+        return run_pass(data, data_moments_chunk, None,
                         name="gmm-data-moments", split_every=split_every,
                         combine=merge_data_moments)
     return moments

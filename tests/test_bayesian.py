@@ -156,3 +156,22 @@ def test_verbose_prints_iterations_as_scikit_learn_does(capsys):
                             verbose_interval=2).fit(X)
     out = capsys.readouterr().out
     assert "Iteration 2" in out and "Iteration 4" in out and "Iteration 3" not in out
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_integer_sample_weights_equal_repeated_rows_priors_included(covariance_type):
+    X = _mixture(60, seed=9)
+    weights = np.random.default_rng(9).integers(0, 4, size=len(X))  # zero drops a row
+    repeated = np.repeat(X, weights, axis=0)
+    resp = _resp(len(repeated), 5)
+    kw = dict(n_components=5, covariance_type=covariance_type, max_iter=10, tol=0.0)
+    fits = []
+    for data, sample_weight in ((repeated, None), (da.from_array(X, chunks=50), weights)):
+        model = _DaskgmmFromResp(**kw)
+        model.start_X, model.start_resp = repeated, resp  # the same start for both
+        fits.append(model.fit(data, sample_weight=sample_weight))
+    on_repeated, weighted = fits
+    np.testing.assert_allclose(weighted.mean_prior_, repeated.mean(axis=0), rtol=1e-12)
+    for name in ATTRIBUTES + ["weight_concentration_prior_", "mean_precision_"]:
+        np.testing.assert_allclose(getattr(weighted, name), getattr(on_repeated, name),
+                                   rtol=1e-8, err_msg=name)
