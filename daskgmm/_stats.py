@@ -404,11 +404,11 @@ def _estep_stats_fused(X: np.ndarray, params: GMMParams, form: LinearForm,
 
 def data_moments_chunk(block: np.ndarray, params: None, start: int,
                        weights: np.ndarray | None = None) -> dict[str, Any]:
-    """A chunk's row count, mean, and scatter about its own mean (merged exactly by
+    """A chunk's total weight, mean, and scatter about its own mean (merged exactly by
     :func:`merge_data_moments`, Chan's rule, with no cancellation far from the origin).
 
-    With ``weights``, a row of weight ``w`` counts as ``w`` copies of it: the
-    count is the weights' sum, and the mean and scatter are weighted.
+    Without ``weights`` every row weighs 1; with them, a row of weight ``w``
+    counts as ``w`` copies of it.
     """
     X = np.asarray(block, dtype=np.float64)
     w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -430,3 +430,21 @@ def merge_data_moments(parts: list[dict[str, Any]]) -> dict[str, Any]:
                "scatter": out["scatter"] + part["scatter"]
                + np.outer(delta, delta) * (out["n"] * part["n"] / n)}
     return out
+
+
+def data_covariance(moments: dict[str, Any]) -> np.ndarray:
+    """The data's covariance from :func:`merge_data_moments`' result, as ``numpy.cov`` of the
+    rows, each repeated as many times as its weight (Bessel's correction by the total weight).
+
+    Raises
+    ------
+    ValueError
+        The total weight is under 2: less than two rows' worth of data (normalised
+        weights, say) has no covariance to speak of.
+    """
+    if not moments["n"] >= 2:
+        raise ValueError(
+            f"The data weigh {moments['n']:g} in all: a covariance needs at least two rows' "
+            "worth (sample weights count as repeated rows). Give covariance_prior, or weights "
+            "that count rows.")
+    return moments["scatter"] / (moments["n"] - 1)

@@ -20,6 +20,7 @@ from ._data import Dataset
 from ._em import EMResult, IterationInfo, Update
 from ._param_constraints import BAYESIAN, BAYESIAN_PARAMETER_CONSTRAINTS
 from ._params import GMMParams, precisions_from_cholesky
+from ._stats import data_covariance
 from .estimator import GaussianMixture
 from .persistence import FittedModel, VariationalFit
 
@@ -107,7 +108,23 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
     algorithm = "batch"
 
     def _check_initial_parameters(self, n_features: int) -> None:
-        return None
+        """scikit-learn's checks of the priors given (shapes, ranges, positive definiteness),
+        before any work: a bad prior is a parameter error, not one found after the fit."""
+        sk_model = SklearnBayesianGaussianMixture(**self._sklearn_params())
+        X = np.zeros((2, n_features))  # only its shape is used for priors that are given
+        sk_model._check_means_parameters(X)
+        sk_model._check_precision_parameters(X)
+        check_covariance_prior = getattr(sk_model, "_check_covariance_prior_parameter", None) \
+            or sk_model._checkcovariance_prior_parameter  # scikit-learn's own spelling
+        check_covariance_prior(X)
+        if self.covariance_type == "spherical" and self.covariance_prior is not None \
+                and np.ndim(self.covariance_prior) != 0:
+            raise ValueError("The parameter 'spherical covariance_prior' should be a positive "
+                             f"number, but got an array of shape {np.shape(self.covariance_prior)}.")
+
+    def _sklearn_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.get_params(deep=False).items()
+                if k not in ("split_every", "persist", "chunk_size")}
 
     def fit(self, X, y=None, *, sample_weight=None, callbacks=(), resume_from=None):
         """Estimate the variational posterior, one pass over the data per iteration.
@@ -148,23 +165,16 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
                                     self.n_components, self.reg_covar)
 
     def _priors(self, n_features: int, moments: Callable[[], dict]) -> vb.Priors:
-        """The priors, scikit-learn's defaults from one pass over the data when not given."""
-        if self.degrees_of_freedom_prior is not None and \
-                self.degrees_of_freedom_prior <= n_features - 1.0:
-            raise ValueError(
-                "The parameter 'degrees_of_freedom_prior' should be greater than "
-                f"{n_features - 1}, but got {self.degrees_of_freedom_prior:.3f}.")
+        """The priors, scikit-learn's defaults from one pass over the data when not given
+        (those given were checked by :meth:`_check_initial_parameters`)."""
         mean = (moments()["mean"] if self.mean_prior is None
                 else np.asarray(self.mean_prior, dtype=np.float64))
-        if mean.shape != (n_features,):
-            raise ValueError(f"The parameter 'means' should have the shape of ({n_features},), "
-                             f"but got {mean.shape}")
         if self.covariance_prior is None:
-            data = moments()
-            cov = data["scatter"] / (data["n"] - 1)
-            covariance: np.ndarray | float = {
+            cov = data_covariance(moments())
+            by_type: dict[str, np.ndarray | float] = {
                 "full": cov, "tied": cov, "diag": np.diag(cov).copy(),
-                "spherical": float(np.diag(cov).mean())}[self.covariance_type]
+                "spherical": float(np.diag(cov).mean())}
+            covariance: np.ndarray | float = by_type[self.covariance_type]
         else:
             covariance = (np.asarray(self.covariance_prior, dtype=np.float64)
                           if self.covariance_type != "spherical" else float(self.covariance_prior))
@@ -251,18 +261,9 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
     information_criteria = _not_here("information_criteria")
     del _not_here
 
-    def _fitted_model(self) -> FittedModel:
-        check_is_fitted(self)
-        return self._model_of(self.get_params(deep=False), self._posterior(), self.lower_bound_,
-                              self.lower_bounds_, self.converged_, self.n_iter_)
-
     def _iteration_model(self, info: IterationInfo, params: dict[str, Any]) -> FittedModel:
-        return self._model_of(params, info.posterior, info.lower_bound, info.lower_bounds,
-                              info.converged, info.n_iter)
-
-    def _model_of(self, params: dict[str, Any], post: vb.Posterior, lower_bound: float,
-                  lower_bounds: list[float], converged: bool, n_iter: int) -> FittedModel:
-        """A model file's contents for the posterior ``post`` under this fit's priors."""
+        """The model file's contents for the posterior after ``info`` under this fit's priors."""
+        post: vb.Posterior = info.posterior
         prior_type = params["weight_concentration_prior_type"]
         variational = VariationalFit(
             weight_concentration=np.asarray(post.weight_concentration, dtype=np.float64),
@@ -275,8 +276,8 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
         return FittedModel(
             params=params, weights=vb.mixture_weights(post.weight_concentration, prior_type),
             means=post.means, covariances=post.covariances,
-            precisions_cholesky=post.precisions_cholesky, lower_bounds=list(lower_bounds),
-            converged=converged, n_iter=n_iter, lower_bound=lower_bound,
+            precisions_cholesky=post.precisions_cholesky, lower_bounds=list(info.lower_bounds),
+            converged=info.converged, n_iter=info.n_iter, lower_bound=info.lower_bound,
             n_features=post.means.shape[1], estimator=self._estimator_name,
             variational=variational)
 
@@ -308,9 +309,7 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
     def to_sklearn(self):
         """The equivalent fitted :class:`sklearn.mixture.BayesianGaussianMixture`."""
         check_is_fitted(self)
-        params = {k: v for k, v in self.get_params(deep=False).items()
-                  if k not in ("split_every", "persist", "chunk_size")}
-        model = SklearnBayesianGaussianMixture(**params)
+        model = SklearnBayesianGaussianMixture(**self._sklearn_params())
         for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
                      "converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_",
                      "weight_concentration_prior_", "weight_concentration_",

@@ -53,7 +53,8 @@ def json_event(event: str, **fields: Any) -> str:
 
 
 class ProgressLog:
-    """One line per iteration: iteration, mean log-likelihood, its change, seconds.
+    """One line per iteration: iteration, mean log-likelihood (a variational fit's lower
+    bound, named so), its change, seconds.
 
     Parameters
     ----------
@@ -80,17 +81,19 @@ class ProgressLog:
             seconds (and convergence, in 'json'); prefixed by the model's index
             when several models are fitted together.
         """
+        # A variational fit's bound is not a log-likelihood: named as the fit's summary names it.
+        bound = "log_likelihood" if info.posterior is None else "lower_bound"
         if self.fmt == "json":
             record: dict[str, Any] = {
-                "iteration": info.n_iter, "log_likelihood": info.lower_bound,
+                "iteration": info.n_iter, bound: info.lower_bound,
                 "change": info.change, "seconds": round(info.seconds, 4),
                 "converged": info.converged}
             if info.n_models > 1:
                 record["model"] = info.model
             line = json_event("iteration", **record)
         else:
-            line = (f"iteration {info.n_iter:4d}  log-likelihood {info.lower_bound: .6f}  "
-                    f"change {info.change: .3e}  {info.seconds:.2f} s")
+            line = (f"iteration {info.n_iter:4d}  {bound.replace('_', '-')} "
+                    f"{info.lower_bound: .6f}  change {info.change: .3e}  {info.seconds:.2f} s")
             if info.n_models > 1:
                 line = f"model {info.model:3d}  " + line
         print(line, file=self.stream, flush=True)

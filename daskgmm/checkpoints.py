@@ -10,6 +10,7 @@ compares the content digest once the first resumed pass has read the chunks.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -102,7 +103,9 @@ class Checkpoint:
             )
         params = model.get_params(deep=False)
         encode_params(params)  # refuse, before any work, what a model file cannot record
-        self._params = params
+        # A copy: the fit draws from a RandomState random_state, and the checkpoint records
+        # its state as the fit started, which resuming compares with the resuming model's.
+        self._params = copy.deepcopy(params)
         self._describe = model._iteration_model
 
     def __call__(self, info: IterationInfo) -> None:

@@ -495,12 +495,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _fitted_model(self) -> FittedModel:
         """This fitted model as plain data, for model files."""
         check_is_fitted(self)
-        return FittedModel(
-            params=self.get_params(deep=False), weights=self.weights_, means=self.means_,
-            covariances=self.covariances_, precisions_cholesky=self.precisions_cholesky_,
-            lower_bounds=list(self.lower_bounds_), converged=self.converged_,
-            n_iter=self.n_iter_, lower_bound=self.lower_bound_, n_features=self.n_features_in_,
-        )
+        return self._iteration_model(self._fitted_info(), self.get_params(deep=False))
+
+    def _fitted_info(self) -> IterationInfo:
+        """This fitted model as the last iteration of its fit."""
+        result = self._current_result()
+        return IterationInfo(result.n_iter, result.lower_bound, 0.0, 0.0, result.params,
+                             result.covariances, result.converged, result.lower_bounds,
+                             posterior=result.posterior)
 
     @classmethod
     def _from_fitted_model(cls, fitted: FittedModel) -> GaussianMixture:
@@ -876,7 +878,8 @@ def fit_many(models, X, *, sample_weight=None, callbacks=()) -> list[GaussianMix
     """
     models = list(models)
     if not models or not all(isinstance(m, GaussianMixture) for m in models):
-        raise TypeError("fit_many takes a non-empty sequence of daskgmm.GaussianMixture models.")
+        raise TypeError("fit_many takes a non-empty sequence of daskgmm.GaussianMixture or "
+                        "daskgmm.BayesianGaussianMixture models.")
     first = models[0]
     callbacks = list(callbacks)
     with single_threaded_blas:
@@ -890,6 +893,7 @@ def fit_many(models, X, *, sample_weight=None, callbacks=()) -> list[GaussianMix
         data = first._fit_dataset(X).with_weights(sample_weight)
         for model in models:
             _check_fit_data(data, model.n_components)
+            model._check_initial_parameters(data.n_features)
         data = _persisted(data, first.persist)
         moments = _data_moments(data, first.split_every)
         updates = [model._prepare_update(data, moments) for model in models]

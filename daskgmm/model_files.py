@@ -12,10 +12,11 @@ from .estimator import GaussianMixture
 from .persistence import read_fitted_model, write_fitted_model
 
 
-def save_model(model: GaussianMixture | BayesianGaussianMixture, path: str | os.PathLike, *, overwrite: bool = True,
-               metadata: dict[str, Any] | None = None,
+def save_model(model: GaussianMixture | BayesianGaussianMixture, path: str | os.PathLike, *,
+               overwrite: bool = True, metadata: dict[str, Any] | None = None,
                storage_options: dict[str, Any] | None = None) -> Path | str:
-    """Save a fitted :class:`GaussianMixture` to ``path`` (a ``.npz`` file), atomically.
+    """Save a fitted :class:`GaussianMixture` or :class:`BayesianGaussianMixture` to
+    ``path`` (a ``.npz`` file), atomically.
 
     Every constructor parameter is recorded (see :mod:`daskgmm.persistence`),
     so ``load_model(path).get_params()`` equals ``model.get_params()``. The
@@ -45,6 +46,9 @@ def save_model(model: GaussianMixture | BayesianGaussianMixture, path: str | os.
     ValueError
         A parameter cannot be recorded: a ``random_state`` that is a
         ``RandomState`` over another bit generator than MT19937, say.
+    daskgmm.ModelFileError
+        The contents fail the model file schema (fitted attributes set by
+        hand, say); nothing is written.
     """
     return write_fitted_model(path, model._fitted_model(), overwrite=overwrite,
                               storage_options=storage_options, **(metadata or {}))

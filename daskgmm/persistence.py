@@ -242,7 +242,8 @@ def _decode_params(params: Any, estimator: str = GAUSSIAN) -> dict[str, Any]:
 
 
 def _decode_array(name: str, value: Any) -> np.ndarray:
-    """A recorded ``*_init`` array: nested lists of finite numbers, not ragged."""
+    """A recorded array parameter (``*_init``, ``mean_prior``, ``covariance_prior``): nested
+    lists of finite numbers, not ragged."""
     try:
         array = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -455,7 +456,10 @@ class ModelFile(BaseModel):
     require; ``precisions_cholesky`` upper triangular (scikit-learn's
     convention: ``U`` with ``U @ U.T`` the precision) with a positive
     diagonal; and ``covariances`` symmetric and the inverse of the precisions
-    within :data:`FACTOR_AGREEMENT_TOL`.
+    within :data:`FACTOR_AGREEMENT_TOL`. A Bayesian model's file must also hold
+    its posterior and prior arrays (and only it may), shaped and in range, with
+    priors that its parameters give and ``weights`` that are its posterior's
+    mean weights.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -536,7 +540,7 @@ class ModelFile(BaseModel):
             raise ValueError(f"degrees_of_freedom: holds values <= n_features - 1 = {d - 1}.")
         prior = arrays["covariance_prior"]
         if ct in ("full", "tied"):
-            if not np.allclose(prior, prior.T, rtol=FACTOR_AGREEMENT_TOL, atol=0):
+            if not np.allclose(prior, prior.T):  # scikit-learn's test of a given prior
                 raise ValueError("covariance_prior: not symmetric.")
             try:
                 np.linalg.cholesky(prior)
@@ -544,6 +548,7 @@ class ModelFile(BaseModel):
                 raise ValueError("covariance_prior: not positive definite.") from None
         elif (prior <= 0).any():
             raise ValueError("covariance_prior: holds values <= 0; it is positive.")
+        self._check_priors_agree_with_params(params, arrays, k, d)
         concentration = arrays["weight_concentration"]
         expected = mixture_weights(tuple(concentration) if process else concentration,
                                    "dirichlet_process" if process else "dirichlet_distribution")
@@ -552,6 +557,30 @@ class ModelFile(BaseModel):
             raise ValueError(f"weights: differ from the posterior's mean weights (from "
                              f"weight_concentration) by {error:.3g}, more than "
                              f"{WEIGHTS_SUM_ATOL:g}.")
+
+    def _check_priors_agree_with_params(self, params: dict[str, Any],
+                                        arrays: dict[str, np.ndarray], k: int, d: int) -> None:
+        """The priors are those the parameters give (scikit-learn's defaults where None):
+        a resumed fit iterates under the file's priors, and resuming compares parameters."""
+        priors = self.metadata.priors
+        assert priors is not None
+        scalars = (("weight_concentration_prior", priors.weight_concentration_prior_, 1.0 / k),
+                   ("mean_precision_prior", priors.mean_precision_prior_, 1.0),
+                   ("degrees_of_freedom_prior", priors.degrees_of_freedom_prior_, float(d)))
+        for name, recorded, default in scalars:
+            given = params.get(name)
+            expected = default if given is None else float(given)
+            if not np.isclose(recorded, expected, rtol=1e-12, atol=0):
+                raise ValueError(f"priors.{name}_: {recorded!r}, but params.{name} "
+                                 f"({given!r}) gives {expected!r}.")
+        if not priors.degrees_of_freedom_prior_ > d - 1:
+            raise ValueError(f"priors.degrees_of_freedom_prior_: "
+                             f"{priors.degrees_of_freedom_prior_!r}, not above n_features - 1 "
+                             f"= {d - 1}.")
+        for name in ("mean_prior", "covariance_prior"):
+            given = params.get(name)
+            if given is not None and not np.allclose(arrays[name], given, rtol=1e-12, atol=0):
+                raise ValueError(f"{name}: differs from params.{name}, which gives it.")
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays, as float64.

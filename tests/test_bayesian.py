@@ -175,3 +175,47 @@ def test_integer_sample_weights_equal_repeated_rows_priors_included(covariance_t
     for name in ATTRIBUTES + ["weight_concentration_prior_", "mean_precision_"]:
         np.testing.assert_allclose(getattr(weighted, name), getattr(on_repeated, name),
                                    rtol=1e-8, err_msg=name)
+
+
+def test_weights_of_one_rows_worth_in_all_are_refused_for_the_data_driven_covariance():
+    X = _mixture(20, seed=10, offset=0.0)
+    weights = np.full(len(X), 1.0 / len(X))  # normalised: the data weigh one row in all
+    with pytest.raises(ValueError, match="weigh 1 in all: a covariance needs at least two rows"):
+        BayesianGaussianMixture(n_components=2, random_state=0).fit(X, sample_weight=weights)
+    given = BayesianGaussianMixture(n_components=2, random_state=0, covariance_prior=np.eye(3))
+    assert np.all(np.isfinite(given.fit(X, sample_weight=weights).means_))
+
+
+def test_warm_start_continues_as_scikit_learns_does():
+    X = _mixture(seed=11)
+    sk, ours = _pair(X, "full", "dirichlet_process", warm_start=True)
+    for model in (sk, ours):
+        model.set_params(max_iter=4)
+        model.fit(X)
+        model.set_params(max_iter=6)
+        model.fit(X)  # continues from the first fit's posterior, its lower bound kept
+    assert ours.n_iter_ == sk.n_iter_ == 6
+    for name in ATTRIBUTES:
+        np.testing.assert_allclose(getattr(ours, name), getattr(sk, name), rtol=1e-6, atol=1e-9,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"covariance_prior": 2.0}, "at least 1 dimension"),  # a number for full covariances
+    ({"covariance_prior": np.eye(2)}, "'full covariance_prior' should have the shape of (3, 3)"),
+    ({"covariance_prior": -np.eye(3)}, "should be symmetric, positive-definite"),
+    ({"covariance_type": "spherical", "covariance_prior": [1.0, 2.0]},
+     "'spherical covariance_prior' should be a positive number"),
+    ({"mean_prior": [0.0, 0.0]}, "'means' should have the shape of (3,)"),
+    ({"degrees_of_freedom_prior": 1.5}, "should be greater than 2"),
+])
+def test_a_bad_prior_is_refused_before_any_pass_with_scikit_learns_message(monkeypatch, params,
+                                                                           message):
+    from daskgmm import _passes
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("a pass ran before the priors were checked")
+
+    monkeypatch.setattr(_passes, "pass_graph", no_pass)
+    with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)")):
+        BayesianGaussianMixture(n_components=2, **params).fit(da.from_array(_mixture(20), 30))

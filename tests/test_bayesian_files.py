@@ -134,6 +134,14 @@ def _edited(tmp_path, edit) -> str:
     (lambda a, m: m.pop("priors"), "priors: missing"),
     (lambda a, m: m["priors"].__setitem__("mean_precision_prior_", -1.0),
      "priors.mean_precision_prior_"),
+    (lambda a, m: m["priors"].__setitem__("weight_concentration_prior_", 0.5),
+     "priors.weight_concentration_prior_: 0.5, but params.weight_concentration_prior (None) "
+     "gives 0.3333"),
+    (lambda a, m: (m["params"].__setitem__("degrees_of_freedom_prior", 1.5),
+                   m["priors"].__setitem__("degrees_of_freedom_prior_", 1.5)),
+     "priors.degrees_of_freedom_prior_: 1.5, not above n_features - 1 = 2"),
+    (lambda a, m: m["params"].__setitem__("mean_prior", [0.0, 0.0, 0.0]),
+     "mean_prior: differs from params.mean_prior"),
     (lambda a, m: m["params"].__setitem__("weights_init", [0.5, 0.5]),
      "parameters this daskgmm does not know for daskgmm.BayesianGaussianMixture"),
     (lambda a, m: m["params"].__setitem__("mean_precision_prior", True), "a boolean"),
@@ -157,7 +165,7 @@ def test_a_gaussian_model_file_with_a_bayesian_array_is_refused(tmp_path):
 
 @pytest.mark.parametrize("covariance_type, prior_type",
                          [("full", "dirichlet_process"), ("tied", "dirichlet_distribution"),
-                          ("spherical", "dirichlet_process")])
+                          ("diag", "dirichlet_distribution"), ("spherical", "dirichlet_process")])
 def test_a_checkpointed_fit_stopped_and_resumed_equals_the_uninterrupted_fit(
         tmp_path, covariance_type, prior_type):
     X = da.from_array(_data(seed=4), chunks=90)

@@ -96,6 +96,13 @@ def test_the_weights_plot_shows_which_components_the_data_switched_off():
     blue = colours[0]
     assert [c == blue for c in colours] == [True, False, True, True, False]
     assert figure.axes[0].get_title().startswith("3 of 5 components hold 99% of the weight")
+    from daskgmm import GaussianMixture
+
+    gaussian = GaussianMixture(5)
+    gaussian.weights_ = model.weights_
+    figure = plots.draw_weights(gaussian)  # nothing is switched off in EM: every bar blue
+    assert {bar.get_facecolor()[:3] for bar in figure.axes[0].patches} == {blue}
+    assert figure.axes[0].get_title() == "the weights of the 5 components"
     assert plots.components_holding([0.25] * 4, 0.99) == 4
     assert plots.components_holding([0.0, 1.0, 0.0], 0.99) == 1
 
@@ -125,7 +132,7 @@ def test_the_bayesian_example_config_switches_off_what_the_data_do_not_need(tmp_
                                                                              capsys):
     monkeypatch.chdir(tmp_path)
     config = Path(__file__).parents[1] / "configs" / "bayesian.yaml"
-    code, _, err = invoke(["make-data", "demo-data/mixture.zarr", "--n-samples", "20000",
+    code, _, err = invoke(["make-data", "demo-data/bayesian.zarr", "--n-samples", "20000",
                            "--n-features", "3", "--n-components", "4", "--chunk-rows", "5000"],
                           capsys)
     assert code == 0, err
@@ -137,3 +144,11 @@ def test_the_bayesian_example_config_switches_off_what_the_data_do_not_need(tmp_
     assert code == 0, err
     labels = zarr.open_group("demo-data/bayesian-predictions.zarr", mode="r")["labels"][:]
     assert len(np.unique(labels)) == 4
+
+
+def test_a_bad_prior_in_the_config_is_exit_2_before_any_work(tmp_path, store, capsys):
+    config = _config(tmp_path, store, estimator="BayesianGaussianMixture", n_components=3,
+                     covariance_prior=[[1.0, 0.0], [0.0, -1.0]])
+    code, _, err = invoke(["fit", config], capsys)
+    assert code == 2 and "positive-definite" in err and "Traceback" not in err
+    assert not (tmp_path / "m.npz").exists()

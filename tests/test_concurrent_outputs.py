@@ -222,12 +222,12 @@ def test_an_output_or_checkpoint_that_cannot_be_written_is_exit_5_before_the_fit
 
 def test_a_prediction_store_that_cannot_be_written_is_exit_5_before_any_work(
         tmp_path, workspace, capsys, monkeypatch):
-    import daskgmm.estimator
+    import daskgmm.model_files
 
-    def no_model_may_be_loaded(path):
+    def no_model_may_be_loaded(path, storage_options=None):
         raise AssertionError("the model was loaded before the output was checked")
 
-    monkeypatch.setattr(daskgmm.estimator, "load_model", no_model_may_be_loaded)
+    monkeypatch.setattr(daskgmm.model_files, "load_model", no_model_may_be_loaded)
     (tmp_path / "blocker").write_text("a file")
     code, _, err = invoke(["predict", "--model", workspace / "m2.npz", "--data", workspace / "data.zarr",
                            "--array", "X", "--out", tmp_path / "blocker" / "pred.zarr"], capsys)

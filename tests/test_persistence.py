@@ -219,3 +219,25 @@ def test_an_output_that_appears_while_being_written_is_kept_without_overwrite(tm
             (store / "b").write_text("theirs")
     assert [p.name for p in store.iterdir()] == ["b"]
     assert sorted(tmp_path.iterdir()) == [path, store]  # no temporary left behind
+
+
+@pytest.mark.parametrize("estimator", ["GaussianMixture", "BayesianGaussianMixture"])
+def test_a_fit_seeded_by_a_random_state_instance_resumes_from_its_checkpoint(tmp_path, estimator):
+    """The checkpoint records the RandomState as the fit started (before the initialisation
+    drew from it), which is what the resuming model holds."""
+    import daskgmm
+
+    X = mixture_data(n_per_component=150, n_features=2, n_components=3)
+    cls = getattr(daskgmm, estimator)
+    kw = {"n_components": 3, "tol": 0.0, "max_iter": 6, "init_params": "random"}
+    stopped = cls(**kw, random_state=np.random.RandomState(5)).fit(
+        X, callbacks=[Checkpoint(tmp_path / "c.npz"), lambda info: info.n_iter == 3])
+    assert stopped.n_iter_ == 3
+    with pytest.warns(UserWarning, match="did not converge"):
+        resumed = cls(**kw, random_state=np.random.RandomState(5)).fit(
+            X, resume_from=tmp_path / "c.npz")
+    with pytest.warns(UserWarning, match="did not converge"):
+        whole = cls(**kw, random_state=np.random.RandomState(5)).fit(X)
+    assert resumed.n_iter_ == whole.n_iter_ == 6
+    for name in ("weights_", "means_", "covariances_", "lower_bound_"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name), err_msg=name)

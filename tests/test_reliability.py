@@ -95,7 +95,7 @@ def test_bad_model_files_get_a_clear_error(tmp_path, damage):
             match = "format version 99; this daskgmm reads versions up to 1"
         else:
             meta["estimator"] = "sklearn.cluster.KMeans"
-            match = "not a daskgmm.GaussianMixture model"
+            match = "not a daskgmm.GaussianMixture or daskgmm.BayesianGaussianMixture model"
         arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         np.savez(path, **arrays)
     with pytest.raises(ModelFileError, match=match):

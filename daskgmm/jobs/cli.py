@@ -454,9 +454,9 @@ def fit(config, overrides, resume, fail_on_no_convergence, overwrite, log_format
     with _phase(EXIT_OUTPUT, OSError):
         save_model(model, cfg.output.model, overwrite=overwrite,
                    storage_options=cfg.output_storage_options)
-    _log(log_format, "summary", estimator=cfg.model.estimator, converged=bool(model.converged_),
+    _log(log_format, "summary", converged=bool(model.converged_),
          iterations=int(model.n_iter_), iterations_run=timing.iterations, **quality,
-         seconds=round(seconds, 3),
+         estimator=cfg.model.estimator, seconds=round(seconds, 3),
          init_seconds=round(max(seconds - timing.seconds, 0.0), 3),
          seconds_per_iteration=round(timing.seconds / max(timing.iterations, 1), 3),
          model=cfg.output.model)
@@ -468,10 +468,9 @@ def _fit_quality(model, X, weights) -> dict[str, Any]:
     """The fit's summary of its result: the mean log-likelihood and BIC (one more pass) of
     a Gaussian mixture; a Bayesian mixture's lower bound and how many components the data
     kept (those holding 99% of the weight)."""
-    from ..bayesian import BayesianGaussianMixture
-    from .plots import components_holding
+    from .plots import components_holding, is_bayesian
 
-    if isinstance(model, BayesianGaussianMixture):
+    if is_bayesian(model):
         return {"lower_bound": float(model.lower_bound_),
                 "components_holding_99pct": components_holding(model.weights_, 0.99)}
     return {"log_likelihood": float(model.lower_bound_),
@@ -675,6 +674,7 @@ def impute(config, overrides, model_path, data_path, array, out, overwrite, shar
     """
     from .cluster import connect
     from .outputs import check_output, write_imputed
+    from .plots import is_bayesian
 
     cfg, model_path, data_path, array = _resolve(config, overrides, model_path, data_path, array)
     out = _destination(cfg, out, "imputed")
@@ -687,6 +687,10 @@ def impute(config, overrides, model_path, data_path, array, out, overwrite, shar
         check_output(out, overwrite, storage_options)
     with _cluster_errors(), connect(_cluster_of(cfg), announce=_announce_dashboard):
         model, X = _load_model_and_data(cfg, model_path, data_path, array, _LOG_FORMAT["value"])
+        if is_bayesian(model):
+            raise JobError(f"The model {model_path} is a BayesianGaussianMixture, which does not "
+                           "marginalize missing entries; impute needs a GaussianMixture fitted "
+                           "with model.missing: marginalize.", EXIT_CONFIG)
         if model.missing != "marginalize":
             raise JobError(f"The model {model_path} was fitted with model.missing: {model.missing}; "
                            "impute needs one fitted with model.missing: marginalize.", EXIT_CONFIG)
@@ -716,11 +720,12 @@ def score(config, overrides, model_path, data_path, array, log_format):
       daskgmm score --model model.npz --data data.zarr --array X --log-format json
     """
     from .cluster import connect
+    from .plots import is_bayesian
 
     cfg, model_path, data_path, array = _resolve(config, overrides, model_path, data_path, array)
     with _cluster_errors(), connect(_cluster_of(cfg), announce=_announce_dashboard):
         model, X = _load_model_and_data(cfg, model_path, data_path, array, log_format)
-        if not hasattr(model, "information_criteria"):
+        if is_bayesian(model):
             raise JobError(f"The model {model_path} is a BayesianGaussianMixture, which has no "
                            "likelihood to score with BIC and AIC (its lower bound is in "
                            "`daskgmm info`); score a GaussianMixture.", EXIT_CONFIG)
@@ -943,7 +948,7 @@ def info(model_path, as_json, storage_options):
     from .plots import components_holding
 
     p, f = summary["params"], summary["fitted"]
-    bayesian = "priors" in summary
+    bayesian = summary["estimator"] == "daskgmm.BayesianGaussianMixture"
     click.echo(f"{summary['estimator']} (format {summary['format']} v{summary['format_version']})")
     click.echo(f"  n_components={p['n_components']}  covariance_type={p['covariance_type']}  "
                f"n_features={f['n_features_in_']}")

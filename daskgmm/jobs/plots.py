@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._files import atomic_write_bytes
+from .._param_constraints import BAYESIAN
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -32,8 +33,9 @@ def _save(fig: Figure, path: Path, overwrite: bool) -> Path:
     return path
 
 
-def _is_bayesian(model) -> bool:
-    return hasattr(model, "weight_concentration_prior_type")
+def is_bayesian(model) -> bool:
+    """Whether ``model`` is a :class:`daskgmm.BayesianGaussianMixture` (its model file's name)."""
+    return getattr(model, "_estimator_name", None) == BAYESIAN
 
 
 def components_holding(weights, share: float) -> int:
@@ -58,6 +60,15 @@ def components_holding(weights, share: float) -> int:
                    ordered.size))
 
 
+def switched_on(weights) -> np.ndarray:
+    """Which components a Bayesian mixture's data kept: the fewest that hold 99% of the
+    weight (:func:`components_holding`); the others were switched off."""
+    weights = np.asarray(weights, dtype=np.float64)
+    kept = np.zeros(weights.size, dtype=bool)
+    kept[np.argsort(weights, kind="stable")[::-1][:components_holding(weights, 0.99)]] = True
+    return kept
+
+
 def draw_log_likelihood(model) -> Figure:
     """The figure of :func:`plot_log_likelihood`: whole-number iterations, and the
     log-likelihood's own values on the y axis (no offset such as ``1e-7-1.37e1``)."""
@@ -68,7 +79,7 @@ def draw_log_likelihood(model) -> Figure:
     ax.plot(np.arange(1, bounds.size + 1), bounds, marker="o")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-    if _is_bayesian(model):
+    if is_bayesian(model):
         ax.set_xlabel("variational iteration")
         ax.set_ylabel("lower bound")
     else:
@@ -103,16 +114,16 @@ def draw_weights(model) -> Figure:
     """The figure of :func:`plot_weights`: one bar per component, in the model's order."""
     fig, ax = _figure()
     weights = np.asarray(model.weights_)
-    kept = components_holding(weights, 0.99)
-    order = np.argsort(weights)[::-1]
-    in_use = np.zeros(weights.size, dtype=bool)
-    in_use[order[:kept]] = True
+    bayesian = is_bayesian(model)
+    in_use = switched_on(weights) if bayesian else np.ones(weights.size, dtype=bool)
     ax.bar(np.arange(weights.size), weights, color=np.where(in_use, "tab:blue", "tab:gray"))
     ax.set_xticks(np.arange(weights.size))
     ax.set_xlabel("component")
     ax.set_ylabel("weight")
+    kept = int(in_use.sum())
     ax.set_title(f"{kept} of {weights.size} components hold 99% of the weight"
-                 + (" (grey: switched off)" if kept < weights.size else ""))
+                 + (" (grey: switched off)" if kept < weights.size else "") if bayesian
+                 else f"the weights of the {weights.size} components")
     ax.grid(alpha=0.3, axis="y")
     return fig
 
@@ -120,8 +131,9 @@ def draw_weights(model) -> Figure:
 def plot_weights(model, path: str | Path, *, overwrite: bool = True) -> Path:
     """The fitted weights: for a Bayesian mixture, which components the data switched off.
 
-    The fewest components that hold 99% of the weight are drawn in blue, the
-    others in grey.
+    For a Bayesian mixture the fewest components that hold 99% of the weight
+    are drawn in blue and the others, switched off, in grey; a Gaussian
+    mixture's bars are all blue.
 
     Parameters
     ----------
@@ -248,10 +260,10 @@ def plot_projection(model, X, path: str | Path, n_sample: int = 5000, seed: int 
     colours = colormaps["tab10"]
     ax.scatter(projected[:, 0], projected[:, 1], c=[colours(label % 10) for label in labels], s=4,
                alpha=0.5)
-    switched_off = np.asarray(model.weights_) < 1e-3 if _is_bayesian(model) else ()
+    kept = switched_on(model.weights_) if is_bayesian(model) else np.ones(len(model.weights_), bool)
     for k, (mean, cov) in enumerate(zip(model.means_, _full_covariances(model), strict=True)):
-        if k < len(switched_off) and switched_off[k]:
-            continue  # a component the data switched off: no rows, no ellipse
+        if not kept[k]:
+            continue  # a component the data switched off: no ellipse
         m2 = (mean - centre) @ axes
         c2 = axes.T @ cov @ axes
         values, vectors = np.linalg.eigh(c2)

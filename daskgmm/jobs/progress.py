@@ -76,7 +76,7 @@ class FitProgress:
         if info.n_iter > self._position:
             self._em.update(info.n_iter - self._position)
             self._position = info.n_iter
-        postfix = {"log-lik": f"{info.lower_bound:.6f}"}
+        postfix = {"log-lik" if info.posterior is None else "bound": f"{info.lower_bound:.6f}"}
         if self.n_models > 1:
             postfix["finished"] = f"{len(self._finished)}/{self.n_models}"
         self._em.set_postfix(postfix, refresh=True)
