@@ -128,11 +128,27 @@ def _expected_log_det_terms(post: Posterior, n_features: int) -> np.ndarray:
     return 0.5 * (log_lambda - n_features / post.mean_precision) - 0.5 * n_features * np.log(dof)
 
 
-def estep_params(post: Posterior, covariance_type: str, prior_type: str) -> GMMParams:
-    """A Gaussian mixture whose E-step is the variational E-step (its weights do not sum to 1)."""
+def estep_log_weights(post: Posterior, prior_type: str) -> np.ndarray:
+    """The log "weights" of the mixture whose E-step is the variational E-step: scikit-learn's
+    ``_estimate_log_weights`` plus its per-component terms of ``_estimate_log_prob``."""
     n_features = post.means.shape[1]
-    log_weights = expected_log_weights(post, prior_type) + _expected_log_det_terms(post, n_features)
-    return GMMParams(np.exp(log_weights), post.means, post.precisions_cholesky, covariance_type)
+    return expected_log_weights(post, prior_type) + _expected_log_det_terms(post, n_features)
+
+
+def estep_params(post: Posterior, covariance_type: str, prior_type: str) -> GMMParams:
+    """A Gaussian mixture whose E-step is the variational E-step.
+
+    Its weights are ``exp`` of :func:`estep_log_weights` less their maximum
+    (the largest is 1): with many features those logs reach -D/2 log(nu), far
+    below what ``exp`` can represent (-745 at D=300), and responsibilities do
+    not change with a common shift. The log-likelihoods of this mixture are
+    scikit-learn's ``score_samples`` less that maximum (see
+    :func:`estep_log_weights`); ``sum r log r`` (:func:`resp_entropy`) does not
+    depend on the shift.
+    """
+    log_weights = estep_log_weights(post, prior_type)
+    return GMMParams(np.exp(log_weights - log_weights.max()), post.means,
+                     post.precisions_cholesky, covariance_type)
 
 
 def resp_entropy(stats: Stats, params: GMMParams) -> float:

@@ -238,6 +238,21 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
         return vb.estep_params(self._posterior(), self.covariance_type,
                                self.weight_concentration_prior_type)
 
+    def _log_weight_shift(self) -> float:
+        """What :func:`daskgmm._variational.estep_params` took from the log weights, which the
+        log-likelihoods of :meth:`score_samples` and :meth:`score` get back."""
+        return float(vb.estep_log_weights(self._posterior(),
+                                          self.weight_concentration_prior_type).max())
+
+    def score_samples(self, X):
+        """scikit-learn's ``score_samples``: each row's ``logsumexp`` of the weighted log
+        densities under the posterior (lazy for out-of-core input, as for GaussianMixture)."""
+        return super().score_samples(X) + self._log_weight_shift()
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """The mean (weighted) :meth:`score_samples` of ``X`` (one pass)."""
+        return super().score(X, y, sample_weight) + self._log_weight_shift()
+
     def _params_token(self) -> str:
         from dask.base import tokenize
 

@@ -14,6 +14,7 @@ import pytest
 from sklearn.mixture import BayesianGaussianMixture as SklearnBGMM
 from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
 
+from daskgmm import _variational as vb
 from daskgmm._em import EMResult
 from daskgmm.bayesian import BayesianGaussianMixture
 
@@ -58,8 +59,8 @@ class _DaskgmmFromResp(BayesianGaussianMixture):
 
 
 def _pair(X, covariance_type, prior_type, **kwargs):
-    kw = dict(n_components=6, covariance_type=covariance_type,
-              weight_concentration_prior_type=prior_type, max_iter=15, tol=1e-10, **kwargs)
+    kw = {"n_components": 6, "covariance_type": covariance_type,
+          "weight_concentration_prior_type": prior_type, "max_iter": 15, "tol": 1e-10, **kwargs}
     resp = _resp(len(X), 6)
     sk = _SklearnFromResp(**kw)
     sk.start_resp = resp
@@ -219,3 +220,29 @@ def test_a_bad_prior_is_refused_before_any_pass_with_scikit_learns_message(monke
     monkeypatch.setattr(_passes, "pass_graph", no_pass)
     with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)")):
         BayesianGaussianMixture(n_components=2, **params).fit(da.from_array(_mixture(20), 30))
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_parity_with_many_features_where_the_estep_weights_would_underflow(covariance_type):
+    """Started as random_from_data starts (one row per component), at D=1000 the variational
+    E-step's log "weights" are about -0.85 D: exp() of every one is 0 in float64 (below
+    -745), so they are kept relative to their maximum. Before, the first iteration raised
+    NonFiniteError where scikit-learn fits."""
+    rng = np.random.default_rng(12)
+    centres = rng.normal(scale=3.0, size=(3, 1000))
+    X = np.concatenate([rng.normal(size=(300, 1000)) + c for c in centres]) + 50.0
+    sk, ours = _pair(X, covariance_type, "dirichlet_process", max_iter=8)
+    one_row_each = np.zeros((len(X), 6))
+    one_row_each[rng.choice(len(X), size=6, replace=False), np.arange(6)] = 1.0
+    sk.start_resp = ours.start_resp = one_row_each
+    sk.fit(X)
+    ours.fit(da.from_array(X, chunks=(250, 1000)))
+    start = vb.update(ours._fitted_priors(), *_estimate_gaussian_parameters(
+        X, one_row_each, ours.reg_covar, covariance_type), covariance_type)
+    assert vb.estep_log_weights(start, "dirichlet_process").max() < -745
+    for name in ("weights_", "means_", "covariances_", "lower_bound_", "degrees_of_freedom_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(sk, name), rtol=1e-6, atol=1e-9,
+                                   err_msg=name)
+    np.testing.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ours.score_samples(X), sk.score_samples(X), rtol=1e-9)
+    assert ours.score(X) == pytest.approx(sk.score(X), rel=1e-9)
