@@ -91,6 +91,8 @@ CORESET_EM_TOL = 1e-3
 _CORESET_STREAM = 1
 SAMPLE_ROWS_MIN = 10_000
 SAMPLE_ROWS_PER_COMPONENT = 100
+SAMPLE_BYTES = 32 * 2**20  # 10,000 rows up to D=419; 2,048 rows at D=2,048
+SAMPLE_ROWS_FLOOR_PER_COMPONENT = 20
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _STREAM_MIX = np.uint64(0xD1B54A32D192ED03)
@@ -149,8 +151,13 @@ def sample_rows(data: Dataset, n_rows: int, random_state: np.random.RandomState)
     return take_rows(data, np.sort(random_state.choice(n, size=n_rows, replace=False)))
 
 
-def sample_size(n_components: int) -> int:
-    return max(SAMPLE_ROWS_MIN, SAMPLE_ROWS_PER_COMPONENT * n_components)
+def sample_size(n_components: int, n_features: int = 1) -> int:
+    """Rows of the k-means++ sample: enough per component, and (with many features) no more
+    than :data:`SAMPLE_BYTES` of float64, so that gathering it costs a worker what a chunk
+    does; never under :data:`SAMPLE_ROWS_FLOOR_PER_COMPONENT` per component."""
+    rows = max(SAMPLE_ROWS_MIN, SAMPLE_ROWS_PER_COMPONENT * n_components)
+    return max(min(rows, SAMPLE_BYTES // (8 * n_features)),
+               SAMPLE_ROWS_FLOOR_PER_COMPONENT * n_components)
 
 
 # --------------------------------------------------------------------------
@@ -174,7 +181,7 @@ def init_kmeans_plusplus(data, n_components, covariance_type, random_state) -> I
     """k-means++ seeding on a uniform sample of rows (all rows if few)."""
     from sklearn.cluster import kmeans_plusplus  # here, not at the top: workers never need sklearn
 
-    sample = sample_rows(data, sample_size(n_components), random_state)
+    sample = sample_rows(data, sample_size(n_components, data.n_features), random_state)
     _, indices = kmeans_plusplus(sample, n_components, random_state=random_state)
     return _one_hot_rows(sample[indices], covariance_type)
 

@@ -402,20 +402,24 @@ def _estep_stats_fused(X: np.ndarray, params: GMMParams, form: LinearForm,
     return Stats(n=n, nk=nk, s1=s1, s2=s2, loglik=np.float64(loglik))
 
 
-def data_moments_chunk(block: np.ndarray, params: None, start: int,
+def data_moments_chunk(block: np.ndarray, full: bool, start: int,
                        weights: np.ndarray | None = None) -> dict[str, Any]:
     """A chunk's total weight, mean, and scatter about its own mean (merged exactly by
     :func:`merge_data_moments`, Chan's rule, with no cancellation far from the origin).
 
-    Without ``weights`` every row weighs 1; with them, a row of weight ``w``
-    counts as ``w`` copies of it.
+    The scatter is the (D, D) matrix if ``full``, else only its diagonal (D,):
+    with many features the matrix would be most of a task's memory (32 MiB at
+    D=2048) where a diagonal model needs none of it. Without ``weights`` every
+    row weighs 1; with them, a row of weight ``w`` counts as ``w`` copies of it.
     """
     X = np.asarray(block, dtype=np.float64)
     w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
     n = float(w.sum())
     mean = (w @ X) / n if n > 0 else np.zeros(X.shape[1])
     centred = X - mean
-    return {"n": n, "mean": mean, "scatter": (centred * w[:, np.newaxis]).T @ centred}
+    weighted = centred * w[:, np.newaxis]
+    scatter = weighted.T @ centred if full else np.einsum("ij,ij->j", weighted, centred)
+    return {"n": n, "mean": mean, "scatter": scatter}
 
 
 def merge_data_moments(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -426,15 +430,16 @@ def merge_data_moments(parts: list[dict[str, Any]]) -> dict[str, Any]:
         if part["n"] == 0:
             continue
         delta = part["mean"] - out["mean"]
+        between = np.outer(delta, delta) if out["scatter"].ndim == 2 else delta**2
         out = {"n": n, "mean": out["mean"] + delta * (part["n"] / n),
-               "scatter": out["scatter"] + part["scatter"]
-               + np.outer(delta, delta) * (out["n"] * part["n"] / n)}
+               "scatter": out["scatter"] + part["scatter"] + between * (out["n"] * part["n"] / n)}
     return out
 
 
 def data_covariance(moments: dict[str, Any]) -> np.ndarray:
     """The data's covariance from :func:`merge_data_moments`' result, as ``numpy.cov`` of the
-    rows, each repeated as many times as its weight (Bessel's correction by the total weight).
+    rows, each repeated as many times as its weight (Bessel's correction by the total weight):
+    the matrix, or its diagonal if the moments hold only the diagonal scatter.
 
     Raises
     ------

@@ -170,10 +170,10 @@ degrees_of_freedom_, covariance_prior_, n_features_in_
         mean = (moments()["mean"] if self.mean_prior is None
                 else np.asarray(self.mean_prior, dtype=np.float64))
         if self.covariance_prior is None:
-            cov = data_covariance(moments())
+            cov = data_covariance(moments())  # the matrix, or its diagonal (see _data_moments)
+            variances = np.diag(cov).copy() if cov.ndim == 2 else cov
             by_type: dict[str, np.ndarray | float] = {
-                "full": cov, "tied": cov, "diag": np.diag(cov).copy(),
-                "spherical": float(np.diag(cov).mean())}
+                "full": cov, "tied": cov, "diag": variances, "spherical": float(variances.mean())}
             covariance: np.ndarray | float = by_type[self.covariance_type]
         else:
             covariance = (np.asarray(self.covariance_prior, dtype=np.float64)

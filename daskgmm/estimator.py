@@ -290,7 +290,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if self.algorithm == "online":
             return self._fit_online(data, callbacks)
 
-        update = self._prepare_update(data, _data_moments(data, self.split_every))
+        update = self._prepare_update(data, _data_moments(data, self.split_every, [self]))
         if self.warm_start and hasattr(self, "converged_"):
             start = replace(self._current_result(), lower_bounds=[], n_iter=0, converged=False)
             (result,) = run_em_many(data, [start], tol=self.tol, reg_covar=self.reg_covar,
@@ -895,7 +895,7 @@ def fit_many(models, X, *, sample_weight=None, callbacks=()) -> list[GaussianMix
             _check_fit_data(data, model.n_components)
             model._check_initial_parameters(data.n_features)
         data = _persisted(data, first.persist)
-        moments = _data_moments(data, first.split_every)
+        moments = _data_moments(data, first.split_every, models)
         updates = [model._prepare_update(data, moments) for model in models]
         candidates = _fit_candidates(models, updates, data, callbacks)
     for model, results in zip(models, candidates, strict=True):
@@ -1008,13 +1008,17 @@ def _user_init(params: dict[str, Any]) -> UserInit:
                     params.get("precisions_init"))
 
 
-def _data_moments(data: Dataset, split_every: int) -> Callable[[], dict[str, Any]]:
+def _data_moments(data: Dataset, split_every: int,
+                  models: list[GaussianMixture]) -> Callable[[], dict[str, Any]]:
     """The data's row count, mean and scatter about the mean, from one pass taken at the
     first call only (a Bayesian mixture's data-driven priors). Weighted rows count as copies
-    (integer weights are repeated rows), as in the fit itself."""
+    (integer weights are repeated rows), as in the fit itself. The scatter is the whole
+    matrix if one of ``models`` has full or tied covariances, else its diagonal."""
+    full = any(model.covariance_type in ("full", "tied") for model in models)
+
     @cache
     def moments() -> dict[str, Any]:
-        return run_pass(data, data_moments_chunk, None,
+        return run_pass(data, data_moments_chunk, full,
                         name="gmm-data-moments", split_every=split_every,
                         combine=merge_data_moments)
     return moments

@@ -179,8 +179,8 @@ def test_a_fit_with_missing_entries_on_data_larger_than_worker_memory(big_zarr,
 
 def test_a_bayesian_mixture_keeps_only_the_components_the_data_need_out_of_core(
         big_zarr, small_memory_cluster):
-    """n_components=10 on the 3-component store, on half of it: more rows than the two
-    workers' memory together can hold.
+    """n_components=10 on the 3-component store, on a quarter of it: more rows than a
+    worker's memory can hold.
 
     At this scale variational inference switches off surplus components slowly from any
     start (measured: on 100,000 of these rows, 600 iterations from each of the three
@@ -191,8 +191,8 @@ def test_a_bayesian_mixture_keeps_only_the_components_the_data_need_out_of_core(
     """
     client = small_memory_cluster
     X = da.from_zarr(open_zarr_array(big_zarr, "X"))
-    part = X[: X.shape[0] // 2]
-    assert part.nbytes > N_WORKERS * WORKER_MEMORY
+    part = X[: X.shape[0] // 4]
+    assert part.nbytes > WORKER_MEMORY  # the next test goes beyond both workers' together
     model = BayesianGaussianMixture(n_components=10, weight_concentration_prior=1e-3,
                                     init_params="random_from_data", random_state=0,
                                     warm_start=True, max_iter=1000, persist=False)
@@ -210,3 +210,53 @@ def test_a_bayesian_mixture_keeps_only_the_components_the_data_need_out_of_core(
     true = np.sort(open_zarr_array(big_zarr, "weights")[:])[::-1]
     np.testing.assert_allclose(weights[:3], true, atol=2e-3)  # from all rows, not the sample's
     assert max(growth.values()) < 12 * CHUNK_BYTES
+
+
+WIDE_FEATURES = 2048
+WIDE_CHUNK_ROWS = 500
+
+
+@pytest.fixture(scope="module")
+def wide_zarr(tmp_path_factory):
+    """Three Gaussians with diagonal covariances in 2,048 features, float32, written chunk by
+    chunk: 852 MB, more than the two workers' 768 MiB together."""
+    rows = 104_000
+    rng = np.random.default_rng(21)
+    means = rng.normal(size=(3, WIDE_FEATURES))
+    scales = rng.uniform(0.5, 2.0, size=(3, WIDE_FEATURES))
+    path = tmp_path_factory.mktemp("wide") / "wide.zarr"
+    group = zarr.open_group(str(path), mode="w")
+    X = group.create_array("X", shape=(rows, WIDE_FEATURES), chunks=(WIDE_CHUNK_ROWS, WIDE_FEATURES),
+                           dtype="float32")
+    labels = rng.choice(3, size=rows, p=[0.5, 0.3, 0.2])
+    for start in range(0, rows, WIDE_CHUNK_ROWS):
+        k = labels[start:start + WIDE_CHUNK_ROWS]
+        X[start:start + len(k)] = (means[k] + rng.normal(size=(len(k), WIDE_FEATURES))
+                                   * scales[k]).astype(np.float32)
+    group.create_array("labels", data=labels)
+    return path
+
+
+def test_a_bayesian_mixture_switches_off_surplus_components_from_scratch_out_of_core(
+        wide_zarr, small_memory_cluster):
+    """n_components=10 on 3 components, fitted from scratch on Zarr data larger than the
+    workers' memory: in many features each surplus component costs the bound so much that
+    the data switch it off within a few passes (with few features and many rows it takes
+    hundreds: see the test above and scripts/bayesian_switching_off.py)."""
+    client = small_memory_cluster
+    X = open_zarr_array(wide_zarr, "X")
+    assert X.nbytes > N_WORKERS * WORKER_MEMORY
+    model = BayesianGaussianMixture(n_components=10, covariance_type="diag",
+                                    weight_concentration_prior=1e-3, init_params="k-means++",
+                                    random_state=0, max_iter=50, persist=False)
+    fitted, growth, peaks = _measure(client, lambda: model.fit(X))
+    weights = np.sort(fitted.weights_)[::-1]
+    print("weights:", np.round(weights, 5), "iterations:", fitted.n_iter_,
+          "peak RSS per worker, MiB:", sorted(round(v / 2**20) for v in peaks.values()),
+          "growth:", sorted(round(v / 2**20) for v in growth.values()))
+    assert fitted.converged_ and weights[:3].sum() >= 0.99
+    # Chunk-bounded like the other passes (12 float64 chunks), though a chunk is 16 MiB here.
+    assert max(growth.values()) < 12 * WIDE_CHUNK_ROWS * WIDE_FEATURES * 8
+    labels = zarr.open_group(str(wide_zarr), mode="r")["labels"][:]
+    np.testing.assert_allclose(weights[:3], np.sort(np.bincount(labels) / len(labels))[::-1],
+                               atol=1e-3)
