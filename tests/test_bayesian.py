@@ -118,12 +118,24 @@ def test_the_data_switch_off_the_components_they_do_not_need(prior_type):
     assert top3 >= 0.99
 
 
-def test_the_data_driven_priors_take_one_pass_and_equal_numpys():
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_the_data_driven_priors_take_one_pass_and_equal_scikit_learns(covariance_type):
     X = _mixture(300, seed=6)
-    model = BayesianGaussianMixture(n_components=3, max_iter=1, random_state=0)
-    model.fit(da.from_array(X, chunks=(77, 3)))
-    np.testing.assert_allclose(model.mean_prior_, X.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(model.covariance_prior_, np.cov(X.T), rtol=1e-9)
+    model = BayesianGaussianMixture(n_components=3, max_iter=1, random_state=0,
+                                    covariance_type=covariance_type)
+    model.fit(da.from_array(X, chunks=(77, 3)))  # diag and spherical: the diagonal pass only
+    sk = SklearnBGMM(n_components=3, covariance_type=covariance_type)
+    sk._check_parameters(X)
+    np.testing.assert_allclose(model.mean_prior_, sk.mean_prior_, rtol=1e-12)
+    np.testing.assert_allclose(model.covariance_prior_, sk.covariance_prior_, rtol=1e-9)
+
+
+def test_the_k_means_plus_plus_sample_is_bounded_in_bytes_not_only_in_rows():
+    from daskgmm._init import sample_size
+
+    assert sample_size(10, 8) == 10_000 and sample_size(500, 8) == 50_000
+    assert sample_size(10, 2048) == 2048  # 32 MiB of float64 rows
+    assert sample_size(1000, 100_000) == 20_000  # never under 20 rows per component
 
 
 def test_the_constructor_contains_scikit_learns_signature_and_to_sklearn_predicts_the_same():
