@@ -64,7 +64,7 @@ class IterationInfo:
         A variational fit's posterior after this iteration
         (:class:`daskgmm._variational.Posterior`; ``params`` is then the
         mixture whose E-step is the variational E-step, and ``lower_bound``
-        the variational lower bound). None for EM.
+        the variational lower bound; its weights are relative, the largest 1). None for EM.
     """
 
     n_iter: int

@@ -151,7 +151,7 @@ def sample_rows(data: Dataset, n_rows: int, random_state: np.random.RandomState)
     return take_rows(data, np.sort(random_state.choice(n, size=n_rows, replace=False)))
 
 
-def sample_size(n_components: int, n_features: int = 1) -> int:
+def sample_size(n_components: int, n_features: int) -> int:
     """Rows of the k-means++ sample: enough per component, and (with many features) no more
     than :data:`SAMPLE_BYTES` of float64, so that gathering it costs a worker what a chunk
     does; never under :data:`SAMPLE_ROWS_FLOOR_PER_COMPONENT` per component."""

@@ -921,6 +921,9 @@ def information_criteria_many(models, X, sample_weight=None) -> list[dict[str, f
         (the total weight), ``bic``, ``aic`` and ``icl``.
     """
     models = list(models)
+    if any(not hasattr(model, "information_criteria") for model in models):
+        raise TypeError("information_criteria_many: a BayesianGaussianMixture has no likelihood "
+                        "to penalise (as its hidden information_criteria says).")
     if len({model.missing for model in models}) > 1:
         raise ValueError("information_criteria_many: every model must have the same missing, "
                          f"got {sorted({model.missing for model in models})}.")

@@ -134,6 +134,8 @@ def test_the_k_means_plus_plus_sample_is_bounded_in_bytes_not_only_in_rows():
     from daskgmm._init import sample_size
 
     assert sample_size(10, 8) == 10_000 and sample_size(500, 8) == 50_000
+    with pytest.raises(TypeError):
+        sample_size(10)  # the features must be given: a default would hide a forgotten width
     assert sample_size(10, 2048) == 2048  # 32 MiB of float64 rows
     assert sample_size(1000, 100_000) == 20_000  # never under 20 rows per component
 
@@ -258,3 +260,17 @@ def test_parity_with_many_features_where_the_estep_weights_would_underflow(covar
     np.testing.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(ours.score_samples(X), sk.score_samples(X), rtol=1e-9)
     assert ours.score(X) == pytest.approx(sk.score(X), rel=1e-9)
+
+
+def test_diagonal_models_take_only_the_diagonal_scatter(monkeypatch):
+    from daskgmm import estimator
+
+    asked = []
+    original = estimator.run_pass
+    monkeypatch.setattr(estimator, "run_pass", lambda data, fn, full, **kw: (
+        asked.append(full), original(data, fn, full, **kw))[1])
+    X = _mixture(40, seed=13)
+    for covariance_type, full in (("diag", False), ("spherical", False), ("full", True)):
+        BayesianGaussianMixture(n_components=2, covariance_type=covariance_type, max_iter=1,
+                                random_state=0).fit(da.from_array(X, chunks=30))
+        assert asked[-1] is full, covariance_type
